@@ -1,6 +1,6 @@
 import './methods.js';
 
-export { Tensor, tidy, keep, dispose, memory, Storage, formatValues, transformScope, collectTensors } from './tensor.js';
+export { Tensor, tidy, keep, dispose, memory, Storage, formatValues, transformScope, collectTensors, ownedByCurrentScope, transformDepth } from './tensor.js';
 export type { Trace, NestedArray } from './tensor.js';
 export { TensorError } from './errors.js';
 export type { DType, TypedArray } from './dtype.js';

@@ -285,6 +285,16 @@ export function transformScope<T>(fn: () => T): T {
   return result;
 }
 
+/** @internal whether the innermost scope created this tensor (transforms free only their own). */
+export function ownedByCurrentScope(t: Tensor): boolean {
+  return scopes.length > 0 && scopes[scopes.length - 1].has(t);
+}
+
+/** @internal whether a transform is running. */
+export function transformDepth(): number {
+  return activeTransforms;
+}
+
 export function memory(): { tensors: number; buffers: number } {
   return { tensors: liveTensors, buffers: liveBuffers };
 }
