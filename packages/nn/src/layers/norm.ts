@@ -1,0 +1,129 @@
+/**
+ * Normalization layers, written as composites of tensor ops (their JVP and VJP come
+ * from autodiff): GroupNorm, LayerNorm and PixelNorm.
+ */
+import { TensorError, add, mean, mul, reshape, rsqrt, square, sub, type Tensor } from '@scm/tensor';
+import { ones, zeros } from '../init.js';
+import { Module, getParam, param, type Ctx, type Params, type SpecTree } from '../module.js';
+
+/** x̂ = (x - mean) / sqrt(var + eps) over the given axes (population variance). */
+function standardize(x: Tensor, axes: number[], eps: number): Tensor {
+  const centered = sub(x, mean(x, axes, true));
+  return mul(centered, rsqrt(add(mean(square(centered), axes, true), eps)));
+}
+
+/**
+ * Group normalization of x [N, C, ...]: statistics per sample over each group of
+ * C / groups channels and all spatial positions; then y = x̂ · weight + bias per channel.
+ */
+export function groupNorm(x: Tensor, groups: number, weight?: Tensor, bias?: Tensor, eps = 1e-5): Tensor {
+  if (x.ndim < 2) throw new TensorError('groupNorm', 'expected an input [N, C, ...]', [x.shape]);
+  const [N, C] = x.shape;
+  if (!Number.isInteger(groups) || groups < 1 || C % groups !== 0) throw new TensorError('groupNorm', `${C} channels do not split into ${groups} groups`, [x.shape]);
+  const xhat = reshape(standardize(reshape(x, [N, groups, -1]), [2], eps), x.shape);
+  const bshape = [1, C, ...x.shape.slice(2).map(() => 1)];
+  let y = weight ? mul(xhat, reshape(weight, bshape)) : xhat;
+  if (bias) y = add(y, reshape(bias, bshape));
+  return y;
+}
+
+/** Layer normalization over the trailing `normalizedShape.length` axes. */
+export function layerNorm(x: Tensor, normalizedShape: readonly number[], weight?: Tensor, bias?: Tensor, eps = 1e-5): Tensor {
+  const k = normalizedShape.length;
+  if (k === 0 || x.ndim < k || normalizedShape.some((d, i) => x.shape[x.ndim - k + i] !== d)) {
+    throw new TensorError('layerNorm', `expected an input [..., ${normalizedShape.join(', ')}]`, [x.shape]);
+  }
+  const axes = Array.from({ length: k }, (_, i) => x.ndim - k + i);
+  let y = standardize(x, axes, eps);
+  if (weight) y = mul(y, weight);
+  if (bias) y = add(y, bias);
+  return y;
+}
+
+/**
+ * Pixel normalization: x / sqrt(mean(x², axis) + eps), by default over the channel
+ * axis (1). Used by adaptive double normalization on the scale and shift vectors.
+ */
+export function pixelNorm(x: Tensor, axis = 1, eps = 1e-8): Tensor {
+  if (x.ndim < 1) throw new TensorError('pixelNorm', 'expected a tensor of rank >= 1', [x.shape]);
+  const a = axis < 0 ? axis + x.ndim : axis;
+  if (!Number.isInteger(a) || a < 0 || a >= x.ndim) throw new TensorError('pixelNorm', `axis ${axis} is out of range for rank ${x.ndim}`, [x.shape]);
+  return mul(x, rsqrt(add(mean(square(x), a, true), eps)));
+}
+
+/** The number of groups EDM's GroupNorm uses: min(32, C / 4) channels-per-group >= 4, at least 1. */
+export function defaultGroups(channels: number, maxGroups = 32, minChannelsPerGroup = 4): number {
+  let g = Math.max(1, Math.min(maxGroups, Math.floor(channels / minChannelsPerGroup)));
+  while (channels % g !== 0) g--;
+  return g;
+}
+
+export interface NormOptions {
+  eps?: number;
+  /** Learnable per-channel weight (init 1) and bias (init 0). Default true. */
+  affine?: boolean;
+}
+
+export class GroupNorm extends Module {
+  readonly eps: number;
+  readonly affine: boolean;
+  constructor(readonly groups: number, readonly channels: number, opts: NormOptions = {}) {
+    super();
+    if (!Number.isInteger(groups) || !Number.isInteger(channels) || groups < 1 || channels % groups !== 0) {
+      throw new TensorError('GroupNorm', `${channels} channels do not split into ${groups} groups`);
+    }
+    this.eps = opts.eps ?? 1e-5;
+    this.affine = opts.affine ?? true;
+  }
+
+  spec(): SpecTree {
+    return this.affine ? { weight: param([this.channels], ones()), bias: param([this.channels], zeros()) } : {};
+  }
+
+  /** x: [N, channels, ...] -> same shape. */
+  apply(params: Params, x: Tensor, _ctx?: Ctx): Tensor {
+    if (x.ndim < 2 || x.shape[1] !== this.channels) throw new TensorError('GroupNorm', `expected input [N, ${this.channels}, ...]`, [x.shape]);
+    if (!this.affine) return groupNorm(x, this.groups, undefined, undefined, this.eps);
+    const w = getParam(params, 'weight', 'GroupNorm', [this.channels]);
+    const b = getParam(params, 'bias', 'GroupNorm', [this.channels]);
+    return groupNorm(x, this.groups, w, b, this.eps);
+  }
+}
+
+export class LayerNorm extends Module {
+  readonly normalizedShape: readonly number[];
+  readonly eps: number;
+  readonly affine: boolean;
+  constructor(normalizedShape: number | readonly number[], opts: NormOptions = {}) {
+    super();
+    this.normalizedShape = typeof normalizedShape === 'number' ? [normalizedShape] : [...normalizedShape];
+    if (!this.normalizedShape.length || !this.normalizedShape.every((d) => Number.isInteger(d) && d > 0)) {
+      throw new TensorError('LayerNorm', `normalizedShape must be positive integers, got [${this.normalizedShape}]`);
+    }
+    this.eps = opts.eps ?? 1e-5;
+    this.affine = opts.affine ?? true;
+  }
+
+  spec(): SpecTree {
+    return this.affine ? { weight: param(this.normalizedShape, ones()), bias: param(this.normalizedShape, zeros()) } : {};
+  }
+
+  apply(params: Params, x: Tensor, _ctx?: Ctx): Tensor {
+    if (!this.affine) return layerNorm(x, this.normalizedShape, undefined, undefined, this.eps);
+    const w = getParam(params, 'weight', 'LayerNorm', this.normalizedShape);
+    const b = getParam(params, 'bias', 'LayerNorm', this.normalizedShape);
+    return layerNorm(x, this.normalizedShape, w, b, this.eps);
+  }
+}
+
+export class PixelNorm extends Module {
+  constructor(readonly axis = 1, readonly eps = 1e-8) {
+    super();
+  }
+  spec(): SpecTree {
+    return {};
+  }
+  apply(_params: Params, x: Tensor, _ctx?: Ctx): Tensor {
+    return pixelNorm(x, this.axis, this.eps);
+  }
+}
