@@ -56,12 +56,9 @@ export function valueAndGrad(f: (...args: any[]) => any, opts: GradOptions = {})
  * the primals. (It re-evaluates the primal alongside each tangent; the result is the same.)
  */
 export function linearize<T = any>(f: (...args: any[]) => T, ...primals: unknown[]): [T, (...tangents: unknown[]) => T] {
-  const out = f(...primals);
-  return [out, (...tangents: unknown[]) => {
-    const [o, t] = jvp(f, primals, tangents);
-    void o;
-    return t;
-  }];
+  // Scoped like every transform: f's intermediates, and each call's primal recomputation, are freed.
+  const out = transformScope(() => f(...primals));
+  return [out, (...tangents: unknown[]) => transformScope(() => jvp(f, primals, tangents)[1])];
 }
 
 function basis(x: Tensor, i: number): Tensor {
@@ -110,7 +107,8 @@ export function hessian(f: (x: Tensor) => Tensor): (x: Tensor) => Tensor {
  */
 export function hvp(f: (...args: any[]) => Tensor, primals: readonly unknown[], tangents: readonly unknown[]): any[] {
   const argnums = primals.map((_, i) => i);
-  return jvp(grad(f, { argnums }), primals, tangents)[1] as any[];
+  // The scope frees the gradient that jvp computes alongside (its primal output).
+  return transformScope(() => jvp(grad(f, { argnums }), primals, tangents)[1] as any[]);
 }
 
 /** The value of x with zero derivative under every active transform. */

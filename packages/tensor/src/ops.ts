@@ -108,7 +108,8 @@ function asTensor(x: TensorLike, like: Tensor, op: string): Tensor {
   if (x instanceof Tensor) return x;
   if (typeof x !== 'number') throw new TensorError(op, `expected a Tensor or a number, got ${typeof x}`);
   const dtype = !Number.isInteger(x) && !isFloat(like.dtype) ? 'float32' : like.dtype === 'bool' ? 'float32' : like.dtype;
-  return full([], x, { dtype, backend: like.backend });
+  // like.concrete(op): a disposed operand is reported by this op, not by a property read.
+  return full([], x, { dtype, backend: like.concrete(op).storage.backend });
 }
 
 /** Bring two operands to one dtype (numbers adopt the tensor's dtype, as JAX's weak types). */
@@ -181,7 +182,8 @@ export function where(cond: Tensor, a: TensorLike, b: TensorLike): Tensor {
 }
 
 export const square = (x: Tensor) => mul(x, x);
-export const relu = (x: Tensor) => maximum(x, 0);
+/** relu with relu'(0) = 0, as PyTorch and JAX (maximum(x, 0) would split the tie). */
+export const relu = (x: Tensor) => where(greater(x, 0), x, 0);
 export const silu = (x: Tensor) => mul(x, sigmoid(x));
 /** GELU, exact (erf) form as PyTorch's default. */
 export const gelu = (x: Tensor) => mul(mul(x, 0.5), add(erf(mul(x, Math.SQRT1_2)), 1));
@@ -347,7 +349,6 @@ export function slice(x: Tensor, specs: readonly (SliceSpec | number | null)[]):
       const start = clampIdx(s?.start, n - 1, -1, n - 1), stop = clampIdx(s?.stop, -1, -1, n - 1);
       const count = Math.max(0, Math.ceil((start - stop) / -step));
       starts.push(n - 1 - start); steps.push(-step); shape.push(count); flipAxes.push(d);
-      if (s?.stop !== undefined && s.stop < -n) shape[d] = Math.max(0, Math.ceil((start + 1) / -step));
     }
   });
   let y = flipAxes.length ? flip(x, flipAxes) : x;
@@ -376,10 +377,12 @@ export function concat(xs: readonly Tensor[], axis = 0): Tensor {
   if (!xs.length) throw new TensorError('concat', 'needs at least one tensor');
   const a = normAxis('concat', axis, xs[0].ndim, xs[0].shape);
   const dtype = xs.map((x) => x.dtype).reduce(promote);
-  const nonEmpty = xs.filter((x) => x.size > 0 || x.ndim !== xs[0].ndim).map((x) => cast(x, dtype));
-  if (nonEmpty.length === 1 && xs.every((x) => x === nonEmpty[0] || x.shape[a] === 0)) return nonEmpty[0];
-  if (!nonEmpty.length) return bind(mv.concat, xs.map((x) => cast(x, dtype)), { axis: a });
-  return bind(mv.concat, nonEmpty, { axis: a });
+  const all = xs.map((x) => cast(x, dtype));
+  // Inputs with nothing along the axis contribute nothing (shape checks still apply).
+  const parts = all.filter((x) => x.ndim !== all[0].ndim || x.shape[a] > 0);
+  if (parts.length === 0) return bind(mv.concat, all, { axis: a });
+  if (parts.length === 1 && all.every((x) => x === parts[0] || (x.ndim === parts[0].ndim && x.shape.every((d, k) => k === a || d === parts[0].shape[k])))) return parts[0];
+  return bind(mv.concat, parts, { axis: a });
 }
 
 export function stack(xs: readonly Tensor[], axis = 0): Tensor {

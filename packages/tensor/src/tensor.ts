@@ -168,7 +168,7 @@ function nest(values: number[], shape: Shape, dtype: DType): NestedArray {
 
 /** Printing in NumPy's style, with long dimensions elided. */
 export function formatValues(values: number[], shape: Shape, dtype: DType): string {
-  const fmt = (v: number) => (dtype === 'bool' ? (v ? 'true' : 'false') : dtype === 'int32' ? String(v) : Number.isInteger(v) ? `${v}.` : v.toPrecision(5).replace(/0+$/, ''));
+  const fmt = (v: number) => (dtype === 'bool' ? (v ? 'true' : 'false') : dtype === 'int32' ? String(v) : Number.isInteger(v) ? `${v}.` : v.toPrecision(5).replace(/(\.\d*?)0+($|e)/, '$1$2'));
   if (shape.length === 0) return fmt(values[0]);
   const edge = 3;
   const rec = (offset: number, d: number, indent: string): string => {
@@ -223,7 +223,12 @@ export function tidy<T>(fn: () => T): T {
     throw e;
   }
   scopes.pop();
-  if (result instanceof Promise) throw new TensorError('tidy', 'the function must be synchronous (it returned a Promise)');
+  if (result instanceof Promise) {
+    // Refused, but what it made before its first await must not leak.
+    if (activeTransforms === 0) for (const t of scope) t.dispose();
+    else moveToParent(scope);
+    throw new TensorError('tidy', 'the function must be synchronous (it returned a Promise)');
+  }
   if (activeTransforms > 0) {
     moveToParent(scope);
     return result;

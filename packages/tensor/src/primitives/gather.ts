@@ -69,7 +69,8 @@ export const scatterAdd: Primitive<{ axis: number; size: number }> = {
     ];
     return kernelFn(2, body.join('\n'));
   },
-  jvp: ([, idx], [t], { axis }) => t && ops.take(t, idx, axis),
+  // Linear in the values: the tangent is scattered like them.
+  jvp: ([, idx], [t], { axis, size }) => t && ops.scatterAdd(t, idx, axis, size),
   vjp: (ct, [, idx], { axis }) => [ops.take(ct, idx, axis), null],
 };
 void stridesOf; void dot;
