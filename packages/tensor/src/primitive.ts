@@ -1,4 +1,5 @@
 import type { Aval } from './backend.js';
+import type { HostPlan } from './backends/plans.js';
 import type { TypedArray } from './dtype.js';
 import { TensorError } from './errors.js';
 import { sizeOf } from './shape.js';
@@ -18,6 +19,11 @@ export interface Primitive<P = Record<string, never>> {
   reference(inputs: readonly TypedArray[], avals: readonly Aval[], params: P, out: Aval): ArrayLike<number>;
   /** GPU.js kernel source text: `function (x0, x1, ...) { ... }` computing output cell this.thread.x. */
   kernel(avals: readonly Aval[], params: P, out: Aval): string;
+  /**
+   * Optional fast path on the synchronous GPU.js backends (cpu, webasm): GPU.js kernels
+   * over packed layouts (see backends/plans.ts). Null or absent: `kernel` runs.
+   */
+  plan?(avals: readonly Aval[], params: P, out: Aval): HostPlan | null;
   /**
    * Forward mode: the output tangent, given the primals, their tangents (null = symbolic
    * zero) and the primal output. Null means the output tangent is zero.

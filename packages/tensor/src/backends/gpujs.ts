@@ -4,6 +4,7 @@ import { castArray, type TypedArray } from '../dtype.js';
 import { TensorError } from '../errors.js';
 import type { Primitive } from '../primitive.js';
 import { sizeOf } from '../shape.js';
+import type { KernelRunner } from './plans.js';
 
 type GpuMode = 'cpu' | 'webasm' | 'webgpu';
 // gpu.js ships CommonJS with loose typings; the backend only uses createKernel.
@@ -29,6 +30,12 @@ export class GpuJsBackend implements Backend {
   private readonly kernels = new Map<string, KernelFn>();
   /** Number of kernels compiled so far (tests check the cache works). */
   compiled = 0;
+  /** cpu/webasm: how often each fast path ran, by `primitive:variant` (tests check they are taken). */
+  readonly planRuns = new Map<string, number>();
+  /** cpu/webasm: compiled kernels by primitive and application (see applicationKey). */
+  private readonly signatures = new Map<Primitive<any>, Map<string, KernelFn>>();
+  /** webgpu: the pending kernels and reads of each buffer; it is deleted only after they ran. */
+  private readonly readers = new WeakMap<object, Promise<unknown>[]>();
 
   constructor(readonly name: GpuMode, private readonly gpu: GpuInstance) {}
 
@@ -37,7 +44,8 @@ export class GpuJsBackend implements Backend {
   }
 
   private kernel(source: string, n: number, argKinds: string): KernelFn {
-    const key = `${argKinds}|${source}`;
+    // The output size is a kernel setting, not part of the source: it belongs in the key.
+    const key = `${argKinds}|${n}|${source}`;
     let k = this.kernels.get(key);
     if (!k) {
       const settings: Record<string, unknown> = { output: [n], tactic: 'precision' };
@@ -55,8 +63,7 @@ export class GpuJsBackend implements Backend {
   }
 
   async read(buffer: unknown, aval: Aval): Promise<TypedArray> {
-    const value = this.name === 'webgpu' ? await (buffer as Promise<unknown>) : buffer;
-    const arr = value instanceof Float32Array ? value : await (value as DeviceHandle).toArray();
+    const arr = this.name === 'webgpu' ? await this.readDevice(buffer) : (buffer as Float32Array);
     return castArray(arr.length === sizeOf(aval.shape) ? arr : arr.subarray(0, sizeOf(aval.shape)), aval.dtype);
   }
 
@@ -67,27 +74,151 @@ export class GpuJsBackend implements Backend {
 
   free(buffer: unknown): void {
     if (this.name === 'webgpu') {
-      (buffer as Promise<unknown>).then((h) => {
+      // A disposed tensor's buffer may still feed kernels queued on it: delete it after them.
+      const pending = this.readers.get(buffer as object) ?? [];
+      this.readers.delete(buffer as object);
+      Promise.allSettled(pending).then(() => buffer as Promise<unknown>).then((h) => {
         if (!(h instanceof Float32Array)) (h as DeviceHandle).delete?.();
       }, () => {});
     }
   }
 
   run(prim: Primitive<any>, inputs: unknown[], inAvals: Aval[], params: unknown, out: Aval): unknown {
+    if (this.name !== 'webgpu') return this.runSync(prim, (inputs as Float32Array[]).map(nonEmpty), inAvals, params, out);
     const source = prim.kernel(inAvals, params, out);
     const n = sizeOf(out.shape);
-    if (this.name !== 'webgpu') {
-      const result = this.kernel(source, n, '')(...inputs) as Float32Array;
-      // GPU.js may hand back a view into its own memory: copy so each tensor owns its buffer.
-      return result;
-    }
-    return quiet(
+    const result = quiet(
       Promise.all(inputs as Promise<unknown>[]).then((args) => {
         const kinds = args.map((a) => (a instanceof Float32Array ? 'a' : 'd')).join('');
-        return this.kernel(source, n, kinds)(...args);
+        return this.kernel(source, n, `${kinds}|${argSizes(inAvals)}`)(...args.map(nonEmpty));
       }),
     );
+    for (const b of inputs) this.addReader(b, result);
+    return result;
   }
+
+  /**
+   * cpu and webasm: the primitive's host plan when it has one for these shapes (the fast
+   * matmul and convolutions), else its one-cell kernel. Either way a fresh Float32Array:
+   * GPU.js copies results out of its own memory, so each tensor owns its buffer.
+   */
+  private runSync(prim: Primitive<any>, inputs: Float32Array[], inAvals: Aval[], params: unknown, out: Aval): Float32Array {
+    const plan = prim.plan?.(inAvals, params, out);
+    if (plan) {
+      const key = `${prim.name}:${plan.variant}`;
+      this.planRuns.set(key, (this.planRuns.get(key) ?? 0) + 1);
+      return plan.run(inputs, this.runner);
+    }
+    // Found by a short signature, the kernel costs no source generation per call (about
+    // half of our per-op overhead on small tensors).
+    let bySignature = this.signatures.get(prim);
+    if (!bySignature) this.signatures.set(prim, (bySignature = new Map()));
+    const signature = applicationKey(inAvals, params);
+    let k = bySignature.get(signature);
+    if (!k) {
+      k = this.kernel(prim.kernel(inAvals, params, out), sizeOf(out.shape), argSizes(inAvals));
+      bySignature.set(signature, k);
+    }
+    return k(...inputs) as Float32Array;
+  }
+
+  /** Runs the kernels of host plans: compiled once per source and output grid. */
+  private readonly runner: KernelRunner = {
+    run: (source: string, output: readonly number[], components: number, args: readonly Float32Array[]): Float32Array => {
+      const key = `plan|${output.join('x')}|${source}`;
+      let k = this.kernels.get(key);
+      if (!k) {
+        k = this.gpu.createKernel(source, { output: [...output], tactic: 'precision' });
+        flatOutput(k);
+        this.kernels.set(key, k);
+        this.compiled++;
+      }
+      const result = k(...args);
+      return flatCells(result, sizeOf(output) * components);
+    },
+  };
+
+  private addReader(buffer: unknown, reader: Promise<unknown>): void {
+    const list = this.readers.get(buffer as object) ?? [];
+    this.readers.set(buffer as object, list);
+    list.push(reader);
+    // Forget it once it ran, so long-lived buffers (weights) do not collect readers.
+    const forget = () => {
+      const i = list.indexOf(reader);
+      if (i >= 0) list.splice(i, 1);
+    };
+    reader.then(forget, forget);
+  }
+
+  /** webgpu: read a buffer back; it is not deleted before the read is done. */
+  private readDevice(buffer: unknown): Promise<Float32Array> {
+    const host = quiet((buffer as Promise<unknown>).then((h) => (h instanceof Float32Array ? h : (h as DeviceHandle).toArray())));
+    this.addReader(buffer, host);
+    return host;
+  }
+}
+
+/**
+ * webasm: have a kernel return the flat array it computed. For a multi-dimensional or
+ * vector-valued output GPU.js otherwise builds nested arrays with one subarray per cell
+ * (50 to 160 ms measured for the 262,144 cells of a 1024x1024 product); `flatCells`
+ * accepts either form.
+ */
+function flatOutput(k: KernelFn): void {
+  const inner = (k as unknown as { kernel?: { _shapeOutput?: unknown } }).kernel;
+  if (inner && typeof inner._shapeOutput === 'function') inner._shapeOutput = (data: Float32Array) => data;
+}
+
+/** A kernel result (flat, or nested arrays of rows or of per-cell vectors) as one flat array. */
+function flatCells(result: unknown, length: number): Float32Array {
+  if (result instanceof Float32Array && result.length === length) return result;
+  const flat = new Float32Array(length);
+  let at = 0;
+  const walk = (v: unknown): void => {
+    if (v instanceof Float32Array) {
+      flat.set(v, at);
+      at += v.length;
+    } else if (Array.isArray(v)) {
+      for (const x of v) walk(x);
+    } else {
+      flat[at++] = v as number;
+    }
+  };
+  walk(result);
+  if (at !== length) throw new Error(`internal: a kernel returned ${at} values where ${length} were expected`);
+  return flat;
+}
+
+/** GPU.js cannot pass an empty array to a kernel; a kernel never reads an empty input, so one cell stands in. */
+function nonEmpty<T>(a: T): T | Float32Array {
+  return a instanceof Float32Array && a.length === 0 ? new Float32Array(1) : a;
+}
+
+/**
+ * What a primitive's kernel source depends on: its inputs' dtypes and shapes and its
+ * params (the output aval follows from them). Numbers are written exactly (NaN, ±Infinity
+ * and -0 kept apart), so two applications share a key only if they share a kernel.
+ */
+function applicationKey(avals: readonly Aval[], params: unknown): string {
+  let key = '';
+  for (const a of avals) key += `${a.dtype}[${a.shape.join(',')}]`;
+  return `${key}|${valueKey(params)}`;
+}
+
+function valueKey(v: unknown): string {
+  if (typeof v === 'number') return Object.is(v, -0) ? '-0' : String(v);
+  if (Array.isArray(v)) return `[${v.map(valueKey).join(',')}]`;
+  if (v !== null && typeof v === 'object') {
+    let key = '{';
+    for (const k of Object.keys(v)) key += `${k}:${valueKey((v as Record<string, unknown>)[k])},`;
+    return `${key}}`;
+  }
+  return typeof v === 'string' ? JSON.stringify(v) : String(v);
+}
+
+/** GPU.js fixes argument sizes when it compiles, and a source need not mention them (slice): they belong in the cache key. */
+function argSizes(avals: readonly Aval[]): string {
+  return avals.map((a) => sizeOf(a.shape)).join(',');
 }
 
 // Keep a stored promise from raising an unhandled rejection; the error still reaches

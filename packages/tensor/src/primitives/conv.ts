@@ -5,8 +5,13 @@
  *   conv2d(x, w)            y[n,o,p,q]  = sum_{c,i,j} x[n, g*Cg+c, p*s - pad + i*d, ...] w[o,c,i,j]
  *   conv2dInputGrad(g, w)   = the adjoint of x -> conv2d(x, w), applied to g
  *   conv2dWeightGrad(x, g)  = the adjoint of w -> conv2d(x, w), applied to g
+ * Each has a one-cell `kernel` (webgpu, small or depthwise convolutions) and, on cpu and
+ * webasm, a `plan` that runs it as packed matrix products (backends/plans.ts): im2col of
+ * the zero-padded input for conv2d and the weight gradient, the stride-dilated cotangent
+ * with the flipped kernel for the input gradient.
  */
 import type { Aval } from '../backend.js';
+import { gemm, packedProductFits, scratch, strided, type MatrixView } from '../backends/plans.js';
 import { coordLines, kernelFn } from '../codegen.js';
 import { isFloat } from '../dtype.js';
 import { TensorError } from '../errors.js';
@@ -103,6 +108,31 @@ export const conv2d: Primitive<ConvParams> = {
     ];
     return kernelFn(2, lines.join('\n'));
   },
+  plan([a, b], p, out) {
+    const [N, C, H, W] = a.shape;
+    const [O, Cg, KH, KW] = b.shape;
+    const [, , OH, OW] = out.shape;
+    const G = p.groups, Og = O / G, K = Cg * KH * KW, P = N * OH * OW;
+    if (!usePlan(Og, N * O * OH * OW * K, K, G)) return null;
+    // Per group: y[o, (n,oh,ow)] = sum over (c,ki,kj) of w[o, (c,ki,kj)] * im2col(x)[(c,ki,kj), (n,oh,ow)].
+    return {
+      variant: 'im2col-gemm',
+      run([x, w], runner) {
+        const { data: xp, hp, wp } = padded(x, N, C, H, W, p.padding);
+        const taps = tapOffsets(Cg, KH, KW, hp * wp, p.dilation[0] * wp, p.dilation[1]);
+        const positions = gridOffsets(N, OH, OW, C * hp * wp, p.stride[0] * wp, p.stride[1]);
+        const outCols = gridOffsets(N, OH, OW, O * OH * OW, OW, 1);
+        const y = new Float32Array(N * O * OH * OW);
+        for (let g = 0; g < G; g++) {
+          const wv = { data: w, offset: g * Og * K, rows: strided(Og, K), cols: strided(K, 1) };
+          const col = { data: xp, offset: g * Cg * hp * wp, rows: taps, cols: positions };
+          const yv = { data: y, offset: g * Og * OH * OW, rows: strided(Og, OH * OW), cols: outCols };
+          gemm(runner, wv, col, yv, Og, K, P);
+        }
+        return y;
+      },
+    };
+  },
   jvp([x, w], [tx, tw], p) {
     const a = tx && ops.conv2dPrim(tx, w, p);
     const b = tw && ops.conv2dPrim(x, tw, p);
@@ -160,6 +190,54 @@ export const conv2dInputGrad: Primitive<ConvParams & { inputShape: number[] }> =
     ];
     return kernelFn(2, lines.join('\n'));
   },
+  plan([a, b], p, out) {
+    const [N, C, H, W] = out.shape;
+    const [, O, OH, OW] = a.shape;
+    const [, Cg, KH, KW] = b.shape;
+    const G = p.groups, Og = O / G, K = Og * KH * KW;
+    if (!usePlan(Cg, N * O * OH * OW * Cg * KH * KW, K, G)) return null;
+    const [sh, sw] = p.stride, [dh, dw] = p.dilation;
+    // dx is a stride-1 convolution, with the flipped kernel, of g dilated by the stride and
+    // padded so that dx[ih] = sum over kf of gd[ih + kf*d] * w[KH-1-kf] (zeros elsewhere).
+    const hd = H + (KH - 1) * dh, wd = W + (KW - 1) * dw;
+    const ph = (KH - 1) * dh - p.padding[0], pw = (KW - 1) * dw - p.padding[1];
+    return {
+      variant: 'dilate-gemm',
+      run([gy, w], runner) {
+        const gd = scratch(SOURCE_SLOT, N * O * hd * wd);
+        for (let no = 0; no < N * O; no++) {
+          for (let oh = 0; oh < OH; oh++) {
+            const r = oh * sh + ph;
+            if (r < 0 || r >= hd) continue;
+            for (let ow = 0; ow < OW; ow++) {
+              const q = ow * sw + pw;
+              if (q >= 0 && q < wd) gd[(no * hd + r) * wd + q] = gy[(no * OH + oh) * OW + ow];
+            }
+          }
+        }
+        // Rows: input channels of the group; reduction over (o, kf, lf); columns: (n, ih, iw).
+        const wCols = new Int32Array(K), taps = new Int32Array(K);
+        for (let o = 0, q = 0; o < Og; o++) {
+          for (let kf = 0; kf < KH; kf++) {
+            for (let lf = 0; lf < KW; lf++, q++) {
+              wCols[q] = o * Cg * KH * KW + (KH - 1 - kf) * KW + (KW - 1 - lf);
+              taps[q] = (o * hd + kf * dh) * wd + lf * dw;
+            }
+          }
+        }
+        const positions = gridOffsets(N, H, W, O * hd * wd, wd, 1);
+        const outCols = gridOffsets(N, H, W, C * H * W, W, 1);
+        const dx = new Float32Array(N * C * H * W);
+        for (let g = 0; g < G; g++) {
+          const wv = { data: w, offset: g * Og * Cg * KH * KW, rows: strided(Cg, KH * KW), cols: wCols };
+          const col = { data: gd, offset: g * Og * hd * wd, rows: taps, cols: positions };
+          const xv = { data: dx, offset: g * Cg * H * W, rows: strided(Cg, H * W), cols: outCols };
+          gemm(runner, wv, col, xv, Cg, K, N * H * W);
+        }
+        return dx;
+      },
+    };
+  },
   jvp([g, w], [tg, tw], p) {
     const a = tg && ops.conv2dInputGrad(tg, w, p);
     const b = tw && ops.conv2dInputGrad(g, tw, p);
@@ -214,6 +292,33 @@ export const conv2dWeightGrad: Primitive<ConvParams & { kernelSize: [number, num
     ];
     return kernelFn(2, lines.join('\n'));
   },
+  plan([a, b], p, out) {
+    const [N, C, H, W] = a.shape;
+    const [, O, OH, OW] = b.shape;
+    const [, Cg, KH, KW] = out.shape;
+    const G = p.groups, Og = O / G, K = Cg * KH * KW, P = N * OH * OW;
+    // The cotangent must have the convolution's output size (else leave it to the kernel).
+    if (OH !== convOutSize(H, KH, p.stride[0], p.padding[0], p.dilation[0]) || OW !== convOutSize(W, KW, p.stride[1], p.padding[1], p.dilation[1])) return null;
+    if (!usePlan(Og, N * O * OH * OW * K, P, G)) return null;
+    // Per group: dw[o, (c,ki,kj)] = sum over (n,oh,ow) of g[o, (n,oh,ow)] * im2col(x)[(c,ki,kj), (n,oh,ow)].
+    return {
+      variant: 'im2col-gemm',
+      run([x, gy], runner) {
+        const { data: xp, hp, wp } = padded(x, N, C, H, W, p.padding);
+        const gCols = gridOffsets(N, OH, OW, O * OH * OW, OW, 1);
+        const positions = gridOffsets(N, OH, OW, C * hp * wp, p.stride[0] * wp, p.stride[1]);
+        const taps = tapOffsets(Cg, KH, KW, hp * wp, p.dilation[0] * wp, p.dilation[1]);
+        const dw = new Float32Array(O * K);
+        for (let g = 0; g < G; g++) {
+          const gv = { data: gy, offset: g * Og * OH * OW, rows: strided(Og, OH * OW), cols: gCols };
+          const col: MatrixView = { data: xp, offset: g * Cg * hp * wp, rows: positions, cols: taps };
+          const wv = { data: dw, offset: g * Og * K, rows: strided(Og, K), cols: strided(K, 1) };
+          gemm(runner, gv, col, wv, Og, P, K);
+        }
+        return dw;
+      },
+    };
+  },
   jvp([x, g], [tx, tg], p) {
     const a = tx && ops.conv2dWeightGrad(tx, g, p);
     const b = tg && ops.conv2dWeightGrad(x, tg, p);
@@ -227,3 +332,40 @@ export const conv2dWeightGrad: Primitive<ConvParams & { kernelSize: [number, num
     ];
   },
 };
+
+/**
+ * Whether a convolution runs as packed products (see packedProductFits), given its rows
+ * per group: the kernel computes rows 4 at a time, so grouped convolutions with fewer
+ * (depthwise ones, one channel per group) stay on the one-cell kernel.
+ */
+function usePlan(rowsPerGroup: number, work: number, reduction: number, groups: number): boolean {
+  return packedProductFits(work, reduction) && (groups === 1 || rowsPerGroup >= 4);
+}
+
+/** Scratch slot of the padded or dilated source of a convolution's products (gemm uses 0 and 1). */
+const SOURCE_SLOT = 2;
+
+/** x [N, C, H, W] zero-padded to [N, C, H + 2 ph, W + 2 pw] (x itself when no padding). */
+function padded(x: Float32Array, N: number, C: number, H: number, W: number, [ph, pw]: [number, number]): { data: Float32Array; hp: number; wp: number } {
+  const hp = H + 2 * ph, wp = W + 2 * pw;
+  if (ph === 0 && pw === 0) return { data: x, hp, wp };
+  const data = scratch(SOURCE_SLOT, N * C * hp * wp);
+  for (let nc = 0; nc < N * C; nc++) {
+    for (let h = 0; h < H; h++) data.set(x.subarray((nc * H + h) * W, (nc * H + h + 1) * W), (nc * hp + h + ph) * wp + pw);
+  }
+  return { data, hp, wp };
+}
+
+/** Offsets of (c, ki, kj) taps, c outermost: c * channel + ki * row + kj * col. */
+function tapOffsets(C: number, KH: number, KW: number, channel: number, row: number, col: number): Int32Array {
+  const out = new Int32Array(C * KH * KW);
+  for (let c = 0, q = 0; c < C; c++) for (let i = 0; i < KH; i++) for (let j = 0; j < KW; j++, q++) out[q] = c * channel + i * row + j * col;
+  return out;
+}
+
+/** Offsets of (n, h, w) grid positions, n outermost: n * image + h * row + w * col. */
+function gridOffsets(N: number, H: number, W: number, image: number, row: number, col: number): Int32Array {
+  const out = new Int32Array(N * H * W);
+  for (let n = 0, q = 0; n < N; n++) for (let h = 0; h < H; h++) for (let w = 0; w < W; w++, q++) out[q] = n * image + h * row + w * col;
+  return out;
+}

@@ -1,7 +1,10 @@
 /**
  * Batched matrix multiply: [...A, M, K] @ [...B, K, N] -> [...broadcast(A, B), M, N].
  * Bilinear: JVP = ta @ b + a @ tb; VJP = (ct @ b^T, a^T @ ct), summed over broadcast batch dims.
+ * `kernel` is the one-cell kernel (webgpu, tiny products); on cpu and webasm `plan` runs the
+ * packed product kernel of backends/plans.ts.
  */
+import { gemm, packedProductFits, rowMajor, strided, type HostPlan } from '../backends/plans.js';
 import { broadcastIndex, coordLines, kernelFn } from '../codegen.js';
 import { isFloat } from '../dtype.js';
 import { TensorError } from '../errors.js';
@@ -56,6 +59,14 @@ export const matmul: Primitive<Record<string, never>> = {
     ];
     return kernelFn(2, lines.join('\n'));
   },
+  plan([sa, sb], _p, out) {
+    const [m, k] = sa.shape.slice(-2);
+    const n = sb.shape[sb.shape.length - 1];
+    const batch = out.shape.slice(0, -2);
+    const count = sizeOf(batch);
+    if (!packedProductFits(count * m * n * k, k)) return null;
+    return gemmPlan(m, k, n, count, broadcastMap(batch, sa.shape.slice(0, -2)), broadcastMap(batch, sb.shape.slice(0, -2)));
+  },
   jvp([a, b], [ta, tb]) {
     const left = ta && ops.matmul(ta, b);
     const right = tb && ops.matmul(a, tb);
@@ -68,3 +79,42 @@ export const matmul: Primitive<Record<string, never>> = {
     ];
   },
 };
+
+/**
+ * Batched product through the packed kernel. aOf[i] / bOf[i] give the batch element of
+ * each operand for output batch element i (broadcasting). A batch that only one operand
+ * has is folded into one product: into the rows of A (B shared) or the columns of B (A
+ * shared); otherwise each batch element is one product.
+ */
+function gemmPlan(m: number, k: number, n: number, count: number, aOf: Int32Array, bOf: Int32Array): HostPlan {
+  return {
+    variant: 'gemm',
+    run([a, b], runner) {
+      const out = new Float32Array(count * m * n);
+      const bShared = bOf.every((v) => v === bOf[0]);
+      const aShared = aOf.every((v) => v === aOf[0]);
+      if (bShared) {
+        const rows = new Int32Array(count * m);
+        for (let i = 0; i < count; i++) for (let r = 0; r < m; r++) rows[i * m + r] = (aOf[i] * m + r) * k;
+        const av = { data: a, offset: 0, rows, cols: strided(k, 1) };
+        gemm(runner, av, rowMajor(b, k, n, bOf[0] * k * n), rowMajor(out, count * m, n), count * m, k, n);
+      } else if (aShared) {
+        const bCols = new Int32Array(count * n), outCols = new Int32Array(count * n);
+        for (let i = 0; i < count; i++) {
+          for (let j = 0; j < n; j++) {
+            bCols[i * n + j] = bOf[i] * k * n + j;
+            outCols[i * n + j] = i * m * n + j;
+          }
+        }
+        const bv = { data: b, offset: 0, rows: strided(k, n), cols: bCols };
+        const ov = { data: out, offset: 0, rows: strided(m, n), cols: outCols };
+        gemm(runner, rowMajor(a, m, k, aOf[0] * m * k), bv, ov, m, k, count * n);
+      } else {
+        for (let i = 0; i < count; i++) {
+          gemm(runner, rowMajor(a, m, k, aOf[i] * m * k), rowMajor(b, k, n, bOf[i] * k * n), rowMajor(out, m, n, i * m * n), m, k, n);
+        }
+      }
+      return out;
+    },
+  };
+}

@@ -5,7 +5,7 @@
  * auto_element_wise): JVP = t · f'(x), VJP = ct · f'(x).
  */
 import type { Aval } from '../backend.js';
-import { kernelFn } from '../codegen.js';
+import { expLines, kernelFn } from '../codegen.js';
 import { isFloat } from '../dtype.js';
 import { TensorError } from '../errors.js';
 import type { Primitive } from '../primitive.js';
@@ -20,6 +20,8 @@ interface UnarySpec {
   deriv?: (x: Tensor, y: Tensor) => Tensor;
   /** Accepts int32 inputs and keeps their dtype (neg, abs, sign). */
   integer?: boolean;
+  /** Kernel lines before `return expr`, declaring names the expression uses. */
+  body?: string;
 }
 
 function erfRef(x: number): number {
@@ -49,7 +51,7 @@ export const unarySpecs = {
   neg: { expr: '-v', ref: (x) => -x, deriv: (x) => ops.fullLike(x, -1), integer: true },
   abs: { expr: 'Math.abs(v)', ref: Math.abs, deriv: (x) => ops.sign(x), integer: true },
   sign: { expr: 'Math.sign(v)', ref: Math.sign, integer: true },
-  exp: { expr: 'Math.exp(v)', ref: Math.exp, deriv: (_x, y) => y },
+  exp: { expr: 'e', body: expLines('v', 'e'), ref: Math.exp, deriv: (_x, y) => y },
   log: { expr: 'Math.log(v)', ref: Math.log, deriv: (x) => ops.reciprocal(x) },
   log1p: { expr: 'Math.log1p(v)', ref: Math.log1p, deriv: (x) => ops.reciprocal(ops.add(x, 1)) },
   expm1: { expr: 'Math.expm1(v)', ref: Math.expm1, deriv: (_x, y) => ops.add(y, 1) },
@@ -83,7 +85,7 @@ function makeUnary(name: UnaryName, spec: UnarySpec): Primitive<Record<string, n
       return Float64Array.from(x, spec.ref);
     },
     kernel() {
-      return kernelFn(1, `const v = x0[i];\nreturn ${spec.expr};`);
+      return kernelFn(1, `const v = x0[i];\n${spec.body ? `${spec.body}\n` : ''}return ${spec.expr};`);
     },
     jvp([x], [t], _p, y) {
       if (!t || !spec.deriv) return null;
