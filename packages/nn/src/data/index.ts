@@ -1,0 +1,12 @@
+export type { ImageDataset, TensorOptions } from './dataset.js';
+export { imagesToTensor, labelsToTensor, subset } from './dataset.js';
+export { DataError } from './errors.js';
+export { readTar, readTarGz, writeTar, gunzipBytes } from './tar.js';
+export type { TarEntry } from './tar.js';
+export { loadCifar10, parseCifar10, concatDatasets, CIFAR10_CLASSES, CIFAR10_RECORD, CIFAR10_TRAIN_FILES, CIFAR10_TEST_FILE } from './cifar10.js';
+export type { Cifar10Split } from './cifar10.js';
+export { loadMnist } from './mnist.js';
+export type { MnistOptions } from './mnist.js';
+export { gaussianMixture, checkerboard, twoMoons, spirals, hostUniform, hostNormal } from './toy2d.js';
+export { ImageLoader } from './loader.js';
+export type { LoaderOptions, Batch } from './loader.js';

@@ -1,0 +1,185 @@
+/**
+ * Optimizers on parameter pytrees, in the functional style of optax:
+ *
+ *   let state = opt.init(params);
+ *   ({ params, state } = opt.step(grads, state, params));   // frees the replaced tensors
+ *
+ * `update` is the pure form: it returns new tensors and leaves its inputs alone.
+ * `step` is `update` followed by disposing the old parameters and the old state, so a
+ * training loop's live tensor count stays flat (the gradients remain the caller's).
+ *
+ * The state is a plain object: `step`, the number of updates made so far (a number),
+ * and one pytree per slot shaped like the parameters (`mu`, `nu`, `momentum`). Update
+ * rules follow PyTorch's formulas (SGD, Adam, AdamW, RAdam), with the learning rate and
+ * bias corrections evaluated in float64 on the host.
+ */
+import { Tensor, TensorError, add, div, mul, sqrt, sub, zerosLike } from '@scm/tensor';
+import type { Schedule } from './schedules.js';
+import { disposeReplaced, mapLeaves } from './tree.js';
+
+export type LearningRate = number | Schedule;
+
+export interface OptState {
+  /** Updates made so far. */
+  step: number;
+  [slot: string]: unknown;
+}
+
+export interface Optimizer<S extends OptState = OptState> {
+  readonly name: string;
+  /** The learning rate used by the update after `step` updates. */
+  learningRate(step: number): number;
+  init<P>(params: P): S;
+  update<P>(grads: P, state: S, params: P): { params: P; state: S };
+  step<P>(grads: P, state: S, params: P): { params: P; state: S };
+}
+
+function lrFn(op: string, lr: LearningRate): Schedule {
+  if (typeof lr === 'function') return lr;
+  if (!Number.isFinite(lr) || lr < 0) throw new TensorError(op, `learning rate must be a finite non-negative number or a schedule, got ${lr}`);
+  return () => lr;
+}
+
+function checkHyper(op: string, name: string, v: number, lo: number, hi: number, hiOpen = true): void {
+  if (!(Number.isFinite(v) && v >= lo && (hiOpen ? v < hi : v <= hi))) throw new TensorError(op, `${name} must be in [${lo}, ${hi}${hiOpen ? ')' : ']'}, got ${v}`);
+}
+
+function checkState(op: string, state: OptState, slots: readonly string[]): void {
+  if (!state || !Number.isInteger(state.step) || state.step < 0) throw new TensorError(op, `state.step must be a non-negative integer, got ${state?.step}`);
+  for (const s of slots) if (!(s in state)) throw new TensorError(op, `state has no slot "${s}" (was it made by this optimizer's init?)`);
+}
+
+/**
+ * Build an optimizer from its per-leaf rule. `rule(p, g, slots, t)` gets one parameter,
+ * its gradient and its slot tensors at update number t (1-based, as the bias corrections
+ * count) and returns the new parameter followed by the new slots, in `slots` order.
+ */
+function makeOptimizer(name: string, lr: Schedule, slots: readonly string[], rule: (p: Tensor, g: Tensor, s: Tensor[], t: number, lr: number) => Tensor[]): Optimizer {
+  const opt: Optimizer = {
+    name,
+    learningRate: lr,
+    init<P>(params: P) {
+      const state: OptState = { step: 0 };
+      for (const s of slots) state[s] = mapLeaves(`${name}.init`, ['params'], [params], 1, (p) => [zerosLike(p)])[0];
+      return state;
+    },
+    update<P>(grads: P, state: OptState, params: P) {
+      checkState(`${name}.update`, state, slots);
+      const t = state.step + 1;
+      const rate = lr(state.step);
+      if (!Number.isFinite(rate)) throw new TensorError(`${name}.update`, `the learning rate schedule gave ${rate} at step ${state.step}`);
+      const trees = [params, grads, ...slots.map((s) => state[s])];
+      const names = ['params', 'grads', ...slots.map((s) => `state.${s}`)];
+      const [newParams, ...newSlots] = mapLeaves(`${name}.update`, names, trees, 1 + slots.length, (p, g, ...s) => rule(p, g, s, t, rate));
+      const newState: OptState = { step: t };
+      slots.forEach((s, k) => (newState[s] = newSlots[k]));
+      return { params: newParams as P, state: newState };
+    },
+    step<P>(grads: P, state: OptState, params: P) {
+      const out = opt.update(grads, state, params);
+      disposeReplaced(params, out.params);
+      for (const s of slots) disposeReplaced(state[s], out.state[s]);
+      return out;
+    },
+  };
+  return opt;
+}
+
+export interface SgdOptions {
+  lr: LearningRate;
+  momentum?: number;
+  nesterov?: boolean;
+  /** L2 penalty added to the gradient (PyTorch's weight_decay). */
+  weightDecay?: number;
+}
+
+/**
+ * SGD with optional momentum (PyTorch's form, no dampening):
+ *   g ← g + wd·p;  b ← μ·b + g;  d = nesterov ? g + μ·b : b;  p ← p − lr·d
+ */
+export function sgd({ lr, momentum = 0, nesterov = false, weightDecay = 0 }: SgdOptions): Optimizer {
+  checkHyper('sgd', 'momentum', momentum, 0, 1);
+  checkHyper('sgd', 'weightDecay', weightDecay, 0, Infinity);
+  if (nesterov && momentum === 0) throw new TensorError('sgd', 'Nesterov momentum needs momentum > 0');
+  const slots = momentum > 0 ? ['momentum'] : [];
+  return makeOptimizer('sgd', lrFn('sgd', lr), slots, (p, g0, s, _t, rate) => {
+    const g = weightDecay ? add(g0, mul(p, weightDecay)) : g0;
+    if (momentum === 0) return [sub(p, mul(g, rate))];
+    const b = add(mul(s[0], momentum), g);
+    const d = nesterov ? add(g, mul(b, momentum)) : b;
+    return [sub(p, mul(d, rate)), b];
+  });
+}
+
+export interface AdamOptions {
+  lr: LearningRate;
+  b1?: number;
+  b2?: number;
+  eps?: number;
+  /** Adam: L2 penalty added to the gradient. AdamW: decoupled decay p ← p·(1 − lr·wd). */
+  weightDecay?: number;
+}
+
+function checkAdam(op: string, b1: number, b2: number, eps: number, wd: number): void {
+  checkHyper(op, 'b1', b1, 0, 1);
+  checkHyper(op, 'b2', b2, 0, 1);
+  checkHyper(op, 'eps', eps, 0, Infinity);
+  checkHyper(op, 'weightDecay', wd, 0, Infinity);
+}
+
+/** The first and second moment updates shared by the Adam family. */
+function moments(g: Tensor, m: Tensor, v: Tensor, b1: number, b2: number): [Tensor, Tensor] {
+  return [add(mul(m, b1), mul(g, 1 - b1)), add(mul(v, b2), mul(mul(g, g), 1 - b2))];
+}
+
+/**
+ * The Adam step on bias-corrected moments, in PyTorch's arrangement:
+ *   p ← p − (lr / (1 − b1^t)) · m / (sqrt(v) / sqrt(1 − b2^t) + eps)
+ */
+function adamStep(p: Tensor, m: Tensor, v: Tensor, t: number, rate: number, b1: number, b2: number, eps: number): Tensor {
+  const bc1 = 1 - b1 ** t;
+  const bc2 = 1 - b2 ** t;
+  const denom = add(div(sqrt(v), Math.sqrt(bc2)), eps);
+  return sub(p, mul(div(m, denom), rate / bc1));
+}
+
+/** Adam (Kingma & Ba, 2015); `weightDecay` is the classic L2 penalty added to the gradient. */
+export function adam({ lr, b1 = 0.9, b2 = 0.999, eps = 1e-8, weightDecay = 0 }: AdamOptions): Optimizer {
+  checkAdam('adam', b1, b2, eps, weightDecay);
+  return makeOptimizer('adam', lrFn('adam', lr), ['mu', 'nu'], (p, g0, [m0, v0], t, rate) => {
+    const g = weightDecay ? add(g0, mul(p, weightDecay)) : g0;
+    const [m, v] = moments(g, m0, v0, b1, b2);
+    return [adamStep(p, m, v, t, rate, b1, b2, eps), m, v];
+  });
+}
+
+/** AdamW (Loshchilov & Hutter, 2019): weight decay decoupled from the gradient, p ← p·(1 − lr·wd) before the Adam step. */
+export function adamw({ lr, b1 = 0.9, b2 = 0.999, eps = 1e-8, weightDecay = 0.01 }: AdamOptions): Optimizer {
+  checkAdam('adamw', b1, b2, eps, weightDecay);
+  return makeOptimizer('adamw', lrFn('adamw', lr), ['mu', 'nu'], (p0, g, [m0, v0], t, rate) => {
+    const p = weightDecay ? mul(p0, 1 - rate * weightDecay) : p0;
+    const [m, v] = moments(g, m0, v0, b1, b2);
+    return [adamStep(p, m, v, t, rate, b1, b2, eps), m, v];
+  });
+}
+
+/**
+ * RAdam (Liu et al., 2020), PyTorch's form: while the variance of the adaptive rate is
+ * intractable (rho_t ≤ 5) it takes plain momentum steps p ← p − lr·m̂; after that
+ * p ← p − lr · m̂ · r_t · sqrt(1 − b2^t) / (sqrt(v) + eps), with the rectification r_t.
+ */
+export function radam({ lr, b1 = 0.9, b2 = 0.999, eps = 1e-8, weightDecay = 0 }: AdamOptions): Optimizer {
+  checkAdam('radam', b1, b2, eps, weightDecay);
+  const rhoInf = 2 / (1 - b2) - 1;
+  return makeOptimizer('radam', lrFn('radam', lr), ['mu', 'nu'], (p, g0, [m0, v0], t, rate) => {
+    const g = weightDecay ? add(g0, mul(p, weightDecay)) : g0;
+    const [m, v] = moments(g, m0, v0, b1, b2);
+    const bc1 = 1 - b1 ** t;
+    const bc2 = 1 - b2 ** t;
+    const rhoT = rhoInf - (2 * t * b2 ** t) / bc2;
+    if (rhoT <= 5) return [sub(p, mul(m, rate / bc1)), m, v];
+    const rect = Math.sqrt(((rhoT - 4) * (rhoT - 2) * rhoInf) / ((rhoInf - 4) * (rhoInf - 2) * rhoT));
+    const adaptive = div(Math.sqrt(bc2), add(sqrt(v), eps));
+    return [sub(p, mul(mul(m, adaptive), (rate * rect) / bc1)), m, v];
+  });
+}
