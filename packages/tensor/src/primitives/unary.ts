@@ -63,7 +63,7 @@ export const unarySpecs = {
   tan: { expr: 'Math.tan(v)', ref: Math.tan, deriv: (_x, y) => ops.add(ops.mul(y, y), 1) },
   atan: { expr: 'Math.atan(v)', ref: Math.atan, deriv: (x) => ops.reciprocal(ops.add(ops.mul(x, x), 1)) },
   tanh: { expr: 'Math.tanh(v)', ref: Math.tanh, deriv: (_x, y) => ops.sub(1, ops.mul(y, y)) },
-  sigmoid: { expr: '1.0 / (1.0 + Math.exp(-v))', ref: (x) => 1 / (1 + Math.exp(-x)), deriv: (_x, y) => ops.mul(y, ops.sub(1, y)) },
+  sigmoid: { expr: '1.0 / (1.0 + e)', body: expLines('(-v)', 'e'), ref: (x) => 1 / (1 + Math.exp(-x)), deriv: (_x, y) => ops.mul(y, ops.sub(1, y)) },
   erf: { expr: ERF_EXPR, ref: erfRef, deriv: (x) => ops.mul(ops.exp(ops.neg(ops.mul(x, x))), 2 / Math.sqrt(Math.PI)) },
   floor: { expr: 'Math.floor(v)', ref: Math.floor },
   // Half-way cases round up (towards +inf) on every backend.

@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# Every GPU figure of the project in one run: our webgpu backend against jax-js's WebGPU
+# device and the machine's own PyTorch (CUDA), on one GPU.
+#
+#   1. matmul 4096^3: ours (webgpu) vs jax-js (webgpu)
+#   2. the sCT training step (bench/sct-step.js): ours on webgpu (tiny batch 128, and nano /
+#      tiny batch 32), jax-js on WebGPU (nano, tiny batch 32), PyTorch on CUDA (nano, tiny,
+#      small at batch 32 and 128), same weights, one table with the ratios
+#   3. 300 training steps of ours in a row (nano batch 32): live tensors, buffers, host RSS
+#      and GPU memory (nvidia-smi) should not grow
+#
+# The GPU machine has no Node.js and no package registry, so the JS is bundled here and
+# carried with a packed Node binary and the Vulkan loader (../shared/tools/device-runtime.sh):
+#
+#   here:   npm install && bench/gpu.sh pack          # -> .bench/device (git-ignored), about 45 MiB
+#   there:  bash bench/gpu.sh                         # from the repository root, .bench/device carried
+#
+# The device folder can be moved with DEVICE_DIR=...; results (JSON per part, and the
+# printed tables in gpu.txt) go to $OUT when it is set, else .bench/gpu-results.
+# `bash bench/gpu.sh --smoke` runs the same parts at toy sizes (matmul 256, 8x8 images,
+# batch 2, one repetition): on a machine without a GPU it runs on a software Vulkan driver
+# (llvmpipe), slowly, to check the script end to end. The sCT part starts nothing new after
+# DEADLINE seconds (default 360), so that the whole run fits a 10-minute slot.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+dir=${DEVICE_DIR:-.bench/device}
+
+pack() {
+  local tool=../shared/tools/device-runtime.sh
+  [ -x "$tool" ] || { echo "gpu.sh pack: $tool not found (it packs Node and the Vulkan loader)" >&2; exit 1; }
+  npx tsc -b
+  mkdir -p "$dir"
+  "$tool" "$dir" >/dev/null
+  rm -rf "$dir/js"
+  # One ESM bundle per entry (shared chunks beside them); webgpu (a native addon) stays
+  # outside and is copied with only its linux-x64 binary; gl is gpu.js's optional headless GL.
+  npx rolldown bench/sct-step.js bench/jaxjs-sct.js -d "$dir/js" --platform node --format esm -e webgpu -e gl --logLevel warn
+  mkdir -p "$dir/js/node_modules/webgpu/dist"
+  cp node_modules/webgpu/package.json node_modules/webgpu/index.js "$dir/js/node_modules/webgpu/"
+  cp node_modules/webgpu/dist/linux-x64.dawn.node "$dir/js/node_modules/webgpu/dist/"
+  git check-ignore -q "$dir" || echo "gpu.sh pack: $dir is not git-ignored; ignore it before carrying it" >&2
+  du -sh "$dir"
+}
+
+run() {
+  local smoke=${1:-}
+  [ -f "$dir/enter.sh" ] && [ -f "$dir/js/sct-step.js" ] || { echo "gpu.sh: no packed runtime in $dir (run 'bench/gpu.sh pack' first)" >&2; exit 1; }
+  local out=${OUT:-.bench/gpu-results}
+  mkdir -p "$out"
+  local node=(bash "$dir/enter.sh" node)
+  # The first Python that has PyTorch (the GPU machine's own; Debian's python3-torch here).
+  local py="" candidate
+  for candidate in ${PYTHON:-} python3 /usr/bin/python3; do
+    if "$candidate" -c 'import torch' 2>/dev/null; then py=$candidate; break; fi
+  done
+  local torch_device=cpu
+  if [ -n "$py" ] && "$py" -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)'; then torch_device=cuda; fi
+  local with_py=()
+  [ -n "$py" ] && with_py=(--python "$py")
+  local deadline=${DEADLINE:-360}
+  local matmul=4096
+  local sct=(--backend webgpu --presets nano,tiny,small --batches 32,128
+    --ours-presets nano,tiny --ours-batches 32,128 --jax-presets nano,tiny --jax-batches 32
+    --torch-device "$torch_device" --config-budget-s 45 --deadline-s "$deadline" --peer-timeout-s 150)
+  local memory=(--memory-steps 300 --memory-config nano:32)
+  if [ "$smoke" = --smoke ]; then
+    # On a software Vulkan driver: one rasterizer thread, to share the CPU politely.
+    export LP_NUM_THREADS=${LP_NUM_THREADS:-1}
+    matmul=256
+    sct=(--backend webgpu --image-size 8 --presets nano --batches 2 --jax-batches 2 --reps 1
+      --torch-device "$torch_device" --torch-threads 1 --deadline-s "$deadline" --peer-timeout-s 900)
+    memory=(--memory-steps 5 --memory-config nano:2)
+  fi
+  {
+    echo "== $(date -u +%FT%TZ) $(uname -n)"
+    command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,driver_version,memory.used,memory.total --format=csv,noheader || echo "no nvidia-smi"
+    if [ -n "$py" ]; then "$py" -c 'import torch; print("PyTorch", torch.__version__, "with CUDA" if torch.cuda.is_available() else "(no CUDA)")'; else echo "no PyTorch"; fi
+    echo "== matmul ${matmul}^3"
+    "${node[@]}" "$dir/js/sct-step.js" --matmul "$matmul" --backend webgpu --jax-device webgpu --json "$out/matmul.json" || echo "gpu.sh: the matmul part failed ($?)"
+    echo "== sCT training step"
+    "${node[@]}" "$dir/js/sct-step.js" "${sct[@]}" "${memory[@]}" "${with_py[@]}" --json "$out/sct-step.json" || echo "gpu.sh: the sCT part failed ($?)"
+    command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=memory.used --format=csv,noheader || true
+  } 2>&1 | grep -v '^Warning: maxDynamic' | tee "$out/gpu.txt"
+}
+
+case "${1:-}" in
+  pack) pack ;;
+  ""|--smoke) run "${1:-}" ;;
+  *) echo "usage: bench/gpu.sh [pack | --smoke]" >&2; exit 2 ;;
+esac

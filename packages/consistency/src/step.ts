@@ -1,0 +1,127 @@
+/**
+ * One training iteration for each method, on any TrigFlow network `F(params, y, t, ctx)`:
+ *  - 'diffusion': the TrigFlow velocity loss (teacher training).
+ *  - 'sct' / 'scd': Algorithm 1 (see scm.ts).
+ * A step draws its randomness from one key (noise, times, dropout), computes the loss and
+ * the gradients of (θ, φ), and leaves the update to the optimizer. It returns host-side
+ * diagnostics: the loss, and for sCM the raw tangent norm ‖g‖/√D per sample with its t, as
+ * the spec recommends (§8.10: the sCM loss value itself is not a quality signal).
+ */
+import { Tensor, tidy, random, div, mul, mean, exp, sub, sqrt, type random as R } from '@scm/tensor';
+import { valueAndGrad } from '@scm/autodiff';
+import { addNoise, diffusionLossPerSample, velocityTarget, networkVelocity, type NetContext, type NetFn } from './trigflow.js';
+import {
+  ddimStepBack, normalizeTangent, previousTime, sampleTime, scmLoss, scmTangent, scmTangentFiniteDifference, sumSquaresPerSample, warmupFactor,
+  type ScmOptions,
+} from './scm.js';
+import type { WeightingHead, WeightingParams } from './weighting.js';
+
+export interface StepInputs<P> {
+  net: NetFn<P>;
+  params: P;
+  head: WeightingHead;
+  phi: WeightingParams;
+  /** Clean data x0 [B, ...], scaled so its std is about σ_d. */
+  x0: Tensor;
+  key: R.Key;
+  /** Iterations done so far (the tangent warmup's clock). */
+  iter: number;
+  /** Dropout rate > 0 turns on ctx.train for the student. */
+  train: boolean;
+}
+
+export interface DiffusionStepOptions {
+  sigmaD: number;
+  pMean: number;
+  pStd: number;
+  adaptiveWeighting: boolean;
+}
+
+export interface StepResult<P> {
+  loss: number;
+  gradParams: P;
+  gradPhi: WeightingParams;
+  /** Per-sample t and raw ‖g‖/√D (sCM only), for bucketed monitoring. */
+  t?: Float32Array | Float64Array;
+  gRms?: Float32Array | Float64Array;
+}
+
+function draw(key: R.Key, x0: Tensor, sigmaD: number, pMean: number, pStd: number) {
+  const [kz, kt, kd] = random.split(key, 3);
+  const dtype = x0.dtype as 'float32' | 'float64';
+  const z = random.normal(kz, [...x0.shape], { std: sigmaD, dtype, backend: x0.backend });
+  const t = sampleTime(kt, x0.shape[0], pMean, pStd, sigmaD, dtype);
+  return { z, t, dropoutKey: kd };
+}
+
+async function readArray(x: Tensor): Promise<Float32Array | Float64Array> {
+  return (await x.data()) as Float32Array | Float64Array;
+}
+
+/** The diffusion (teacher) loss step: E‖F_θ(x_t/σ_d, t) − v_t/σ_d‖² (optionally adaptively weighted). */
+export async function diffusionStep<P>(inp: StepInputs<P>, opts: DiffusionStepOptions): Promise<StepResult<P>> {
+  const { net, head, x0, key, train } = inp;
+  const sd = opts.sigmaD;
+  const { z, t, dropoutKey } = draw(key, x0, sd, opts.pMean, opts.pStd);
+  const ctx: NetContext = { train, key: dropoutKey };
+  const [xt, v] = tidy(() => [addNoise(x0, z, t), velocityTarget(x0, z, t)]);
+  const lossFn = (p: P, phi: WeightingParams) => {
+    const per = diffusionLossPerSample(net(p, div(xt, sd), t, ctx), v, sd);
+    if (!opts.adaptiveWeighting) return mean(per);
+    const w = head.apply(phi, t);
+    return mean(sub(mul(exp(w), per), w));
+  };
+  const [lossT, [gradParams, gradPhi]] = valueAndGrad(lossFn, { argnums: [0, 1] })(inp.params, inp.phi);
+  const loss = (await readArray(lossT))[0];
+  for (const x of [z, t, xt, v, lossT]) x.dispose();
+  return { loss, gradParams, gradPhi };
+}
+
+export interface ScmStepInputs<P> extends StepInputs<P> {
+  /** sCD: the teacher network and its (EMA) parameters; evaluated without dropout. */
+  teacher?: { net: NetFn<any>; params: unknown };
+}
+
+/** One sCT / sCD iteration of Algorithm 1 (gradients only; the caller applies the optimizer). */
+export async function scmStep<P>(inp: ScmStepInputs<P>, opts: ScmOptions): Promise<StepResult<P>> {
+  const { net, head, x0, key, train, teacher } = inp;
+  const sd = opts.sigmaD;
+  if (opts.method === 'scd' && !teacher) throw new Error('scmStep: sCD needs a teacher network and parameters');
+  const { z, t, dropoutKey } = draw(key, x0, sd, opts.pMean, opts.pStd);
+  // The same dropout key in the JVP pass and the gradient pass: identical masks, so F_θ − F_θ⁻ = 0.
+  const ctx: NetContext = { train, key: dropoutKey };
+  const xt = tidy(() => addNoise(x0, z, t));
+  const velocity = (x: Tensor, tt: Tensor) => tidy(() => networkVelocity(teacher!.net, teacher!.params, x, tt, sd));
+  const dxdt = opts.method === 'sct' ? tidy(() => velocityTarget(x0, z, t)) : velocity(xt, t);
+
+  let raw: Tensor;
+  if (opts.tangent === 'jvp') {
+    const out = scmTangent({ net, params: inp.params, xt, t, dxdt, r: warmupFactor(inp.iter, opts.warmupIters), sigmaD: sd, ctx });
+    raw = out.g;
+    out.F.dispose();
+    out.J.dispose();
+  } else {
+    const tPrev = tidy(() => previousTime(t, opts.fdSteps));
+    // sCT: the same (x0, z) at the earlier time; sCD: one teacher DDIM step back (spec §2.11).
+    const xPrev = opts.method === 'sct' ? tidy(() => addNoise(x0, z, tPrev)) : tidy(() => {
+      const v = velocity(xt, t);
+      return ddimStepBack(xt, t, tPrev, v);
+    });
+    const out = scmTangentFiniteDifference({ net, params: inp.params, xt, t, xPrev, tPrev, sigmaD: sd, ctx });
+    raw = out.g;
+    out.F.dispose();
+    out.J.dispose();
+    xPrev.dispose();
+    tPrev.dispose();
+  }
+  const g = tidy(() => normalizeTangent(raw, opts.normalization, opts.normC));
+  const gRmsT = tidy(() => sqrt(div(sumSquaresPerSample(raw), raw.size / raw.shape[0])));
+
+  const lossFn = (p: P, phi: WeightingParams) => scmLoss({ net, params: p, phi, head, xt, t, g, opts, ctx });
+  const [lossT, [gradParams, gradPhi]] = valueAndGrad(lossFn, { argnums: [0, 1] })(inp.params, inp.phi);
+  const loss = (await readArray(lossT))[0];
+  const tHost = await readArray(t);
+  const gRms = await readArray(gRmsT);
+  for (const x of new Set([z, t, xt, dxdt, raw, g, gRmsT, lossT])) x.dispose();
+  return { loss, gradParams, gradPhi, t: tHost, gRms };
+}

@@ -1,0 +1,136 @@
+/**
+ * Training smoke tests: a few steps of each method on toy data with the ToyMLP. The loss
+ * stays finite, the parameters change, live tensors stay flat, and a run directory can be
+ * killed and resumed to the same result.
+ */
+import { beforeAll, describe, expect, test } from 'vitest';
+import { mkdtemp, mkdir, readFile, rm, access } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import * as T from '@scm/tensor';
+import { ToyMLP, adam, emaHalflife, loadCheckpoint, type Params } from '@scm/nn';
+import { flatten } from '@scm/autodiff';
+import { diffusionStep, scmStep } from '../src/step.js';
+import { WeightingHead } from '../src/weighting.js';
+import { defaultScmOptions, type ScmOptions } from '../src/scm.js';
+import { toySource, defaultConfig, type RunConfig } from '../src/setup.js';
+import { train, exportModel, CHECKPOINT } from '../src/train.js';
+import type { NetFn } from '../src/trigflow.js';
+
+beforeAll(() => T.setBackend('cpu'));
+
+const quiet = { write: () => true, isTTY: false };
+
+async function setupToy(dropout = 0) {
+  const mlp = new ToyMLP({ hidden: 32, depth: 2, embChannels: 16, dropout });
+  const net: NetFn<Params> = (p, y, t, ctx) => mlp.apply(p, y, t, ctx);
+  const params = mlp.init(T.random.key(1));
+  const head = new WeightingHead({ channels: 16 });
+  const phi = head.init();
+  const data = await toySource('moons', 64, 0, 0.5);
+  return { net, params, head, phi, data };
+}
+
+async function runSteps(kind: 'diffusion' | 'sct' | 'scd', n: number, opts: Partial<ScmOptions> = {}, dropout = 0) {
+  const s = await setupToy(dropout);
+  const opt = adam({ lr: 1e-3 });
+  const ema = emaHalflife({ halflifeKimg: 1, batchSize: 64 });
+  let tr = { net: s.params, head: s.phi };
+  let state = opt.init(tr);
+  let emaState = ema.init(tr.net);
+  const teacher = { net: s.net, params: T.tidy(() => flatten(s.params).unflatten(flatten(s.params).leaves.map((l) => l.mul(1)))) };
+  const initial = flatten(s.params).leaves.map((l) => Array.from(l.dataSync()));
+  const losses: number[] = [];
+  const mem: number[] = [];
+  for (let i = 0; i < n; i++) {
+    const x0 = s.data.batch(i);
+    const inputs = { net: s.net, params: tr.net, head: s.head, phi: tr.head, x0, key: T.random.key(100 + i), iter: i, train: dropout > 0 };
+    const res = kind === 'diffusion'
+      ? await diffusionStep(inputs, { sigmaD: 0.5, pMean: -1.2, pStd: 1.2, adaptiveWeighting: false })
+      : await scmStep({ ...inputs, teacher: kind === 'scd' ? teacher : undefined }, { ...defaultScmOptions, method: kind, warmupIters: 2, ...opts });
+    x0.dispose();
+    losses.push(res.loss);
+    const upd = opt.step({ net: res.gradParams, head: res.gradPhi }, state, tr);
+    T.dispose([res.gradParams, res.gradPhi]);
+    tr = upd.params;
+    state = upd.state;
+    emaState = ema.step(emaState, tr.net);
+    mem.push(T.memory().tensors);
+  }
+  const changed = flatten(tr.net).leaves.some((l, k) => Array.from(l.dataSync()).some((v, j) => v !== initial[k][j]));
+  T.dispose([tr, state, emaState, teacher.params]);
+  return { losses, mem, changed };
+}
+
+describe('a few training steps', () => {
+  for (const kind of ['diffusion', 'sct', 'scd'] as const) {
+    test(`${kind}: finite loss, parameters change, live tensors flat`, async () => {
+      const { losses, mem, changed } = await runSteps(kind, 5);
+      expect(losses.every(Number.isFinite)).toBe(true);
+      expect(changed).toBe(true);
+      expect(mem[4]).toBe(mem[1]);
+    });
+  }
+  test('sCT with dropout, RMS normalization, no weighting, the extra 1/σ and the finite-difference tangent', async () => {
+    const a = await runSteps('sct', 3, { normalization: 'rms', adaptiveWeighting: false, extraInvSigmaWeight: true }, 0.2);
+    const b = await runSteps('sct', 3, { tangent: 'fd', fdSteps: 256, normalization: 'clip' });
+    const c = await runSteps('scd', 3, { tangent: 'fd', normalization: 'none' });
+    for (const r of [a, b, c]) {
+      expect(r.losses.every(Number.isFinite)).toBe(true);
+      expect(r.changed).toBe(true);
+      expect(r.mem[2]).toBe(r.mem[1]);
+    }
+  });
+});
+
+describe('run directory', () => {
+  test('train writes checkpoints, metrics, samples and a report; a resumed run matches an uninterrupted one', async () => {
+    const root = await mkdtemp(join(tmpdir(), 'scm-run-'));
+    try {
+      const cfg: RunConfig = { ...defaultConfig('sct'), backend: 'cpu', data: 'toy:8gaussians', hidden: 32, depth: 2, batch: 64, steps: 6, logEvery: 1, sampleEvery: 4, checkpointEvery: 2, evalSamples: 256, warmupIters: 4 };
+      const whole = join(root, 'whole'), split = join(root, 'split');
+      await train(whole, cfg, { out: quiet });
+      await train(split, { ...cfg, steps: 3 }, { out: quiet });
+      await train(split, cfg, { out: quiet }, true);
+      const a = await loadCheckpoint(join(whole, CHECKPOINT));
+      const b = await loadCheckpoint(join(split, CHECKPOINT));
+      expect(a.step).toBe(6);
+      expect(b.step).toBe(6);
+      const la = flatten(a.params).leaves, lb = flatten(b.params).leaves;
+      la.forEach((t, k) => expect(Array.from(lb[k].dataSync())).toEqual(Array.from(t.dataSync())));
+      const metrics = (await readFile(join(whole, 'metrics.jsonl'), 'utf8')).trim().split('\n').map((l) => JSON.parse(l));
+      expect(metrics.filter((m) => m.kind === 'train').length).toBe(6);
+      const evals = metrics.filter((m) => m.kind === 'eval');
+      expect(evals.map((e) => e.step)).toEqual([4, 6]);
+      expect(Number.isFinite(evals[1].metrics.sw2_1step)).toBe(true);
+      await access(join(whole, evals[1].samples[0].file));
+      const html = await readFile(join(whole, 'report.html'), 'utf8');
+      expect(html).toContain('<svg');
+      expect(html).toContain('sw2_2step');
+      T.dispose([a, b]);
+    } finally {
+      await rm(root, { recursive: true, force: true });
+    }
+  });
+
+  test('an exported model (EMA weights, head, step) continues training with fresh optimizer state', async () => {
+    const root = await mkdtemp(join(tmpdir(), 'scm-export-'));
+    try {
+      const cfg: RunConfig = { ...defaultConfig('sct'), backend: 'cpu', data: 'toy:moons', hidden: 16, depth: 2, batch: 32, steps: 3, logEvery: 1, sampleEvery: 100, checkpointEvery: 100, evalSamples: 64 };
+      const run = join(root, 'run'), asset = join(root, 'asset', 'model.safetensors'), cont = join(root, 'cont');
+      await train(run, cfg, { out: quiet });
+      await mkdir(join(root, 'asset'));
+      await exportModel(run, asset, 2);
+      const shipped = await loadCheckpoint(asset);
+      expect(Object.keys(shipped).sort()).toEqual(['ema', 'phi', 'step']);
+      expect((await readFile(asset.replace('.safetensors', '.metrics.jsonl'), 'utf8')).trim().split('\n').filter((l) => JSON.parse(l).kind === 'train').map((l) => JSON.parse(l).step)).toEqual([2]);
+      const res = await train(cont, { ...cfg, steps: 5 }, { out: quiet }, false, asset);
+      expect(res.step).toBe(5);
+      const metrics = (await readFile(join(cont, 'metrics.jsonl'), 'utf8')).trim().split('\n').map((l) => JSON.parse(l)).filter((m) => m.kind === 'train');
+      expect(metrics.map((m) => m.step)).toEqual([4, 5]);
+      T.dispose(shipped);
+    } finally {
+      await rm(root, { recursive: true, force: true });
+    }
+  });
+});
