@@ -693,8 +693,8 @@ const softplus = (v: number) => Math.log(1 + Math.exp(v));
 const composites: [string, string[], Domain, (x: Tensor) => Tensor, (v: number) => number, Partial<OpInfo>?][] = [
   ['gelu', ['erf', 'mul', 'add'], 'any', T.gelu, gelu, { float32: { atol: 3e-7, reason: 'float32 erf is Abramowitz-Stegun 7.1.26, |error| < 1.5e-7' } }],
   ['silu', ['sigmoid', 'mul'], 'any', T.silu, (v) => v / (1 + Math.exp(-v))],
-  ['softplus', ['maximum', 'abs', 'exp', 'log1p'], 'awayFromKinks', T.softplus, softplus],
-  ['relu', ['maximum'], 'awayFromKinks', T.relu, (v) => Math.max(v, 0)],
+  ['softplus', ['greater', 'where', 'abs', 'exp', 'log1p'], 'awayFromKinks', T.softplus, softplus],
+  ['relu', ['greater', 'where'], 'awayFromKinks', T.relu, (v) => Math.max(v, 0)],
   ['square', ['mul'], 'any', T.square, (v) => v * v],
   // clip's kinks at -1 and 1 are integers: awayFromIntegers keeps clear of them.
   ['clip', ['maximum', 'minimum'], 'awayFromIntegers', (x) => T.clip(x, -1, 1), (v) => Math.min(Math.max(v, -1), 1)],
