@@ -14,7 +14,7 @@
  *                                                          per-implementation overrides
  *   --impls ours,torch,jax-js  --backend webasm|cpu|webgpu  --torch-device cpu|cuda
  *   --torch-threads [2,1]  --torch-1t-batches [the first torch batch]  --python PATH
- *   --jax-device wasm|webgpu  --jax-max-batch N [8 on wasm: batch 32 exhausts jax-js's 4 GiB wasm32 memory]
+ *   --jax-device wasm|webgpu  --jax-max-batch N (where jax-js runs out of memory, the batch is halved anyway)
  *   --warmup [1]  --reps [3]  --config-budget-s [90]  --deadline-s (skip what would start later)
  *   --memory-steps N --memory-config [nano:32]             N steps in a row: live tensors, buffers, host
  *                                                          RSS and GPU memory (nvidia-smi) stay flat?
@@ -79,8 +79,7 @@ const opts = {
   deadlineS: Number(flag('--deadline-s', 'Infinity')),
   memorySteps: Number(flag('--memory-steps', '0')),
   memoryConfig: flag('--memory-config', 'nano:32'),
-  // jax-js 0.1.25 runs out of its 4 GiB wasm32 memory at batch 32 on these networks.
-  jaxMaxBatch: Number(flag('--jax-max-batch', gpu ? '1024' : '8')),
+  jaxMaxBatch: Number(flag('--jax-max-batch', 'Infinity')),
   warmup: Number(flag('--warmup', '1')),
   reps: Number(flag('--reps', '3')),
   budgetS: Number(flag('--config-budget-s', '90')),
@@ -390,9 +389,16 @@ function peerScript(name) {
 /** Run a peer command that prints JSON on its last stdout line. */
 function runPeer(cmd, args, env = {}) {
   const r = spawnSync(cmd, args, {
-    encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, ...env }, maxBuffer: 64 << 20, timeout: opts.peerTimeoutS * 1000,
+    encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env }, maxBuffer: 64 << 20, timeout: opts.peerTimeoutS * 1000,
   });
-  if (r.status !== 0) return { error: `${cmd} ${args.join(' ')} ${r.error?.code === 'ETIMEDOUT' ? `ran past ${opts.peerTimeoutS} s` : `exited with ${r.status ?? r.signal}`}` };
+  const stderr = (r.stderr ?? '').split('\n').filter((l) => l && !l.startsWith('Warning: maxDynamic'));
+  if (r.status !== 0) {
+    const outOfMemory = stderr.some((l) => /memory32 limit|out of memory/i.test(l));
+    const why = r.error?.code === 'ETIMEDOUT' ? `ran past ${opts.peerTimeoutS} s` : outOfMemory ? 'ran out of memory' : `exited with ${r.status ?? r.signal}`;
+    if (!outOfMemory) stderr.slice(-8).forEach((l) => log(`    ${l}`));
+    return { error: `${cmd} ${args.join(' ')} ${why}`, outOfMemory };
+  }
+  stderr.filter((l) => / step /.test(l)).forEach((l) => log(l));
   const last = r.stdout.trim().split('\n').at(-1);
   try {
     return { value: JSON.parse(last) };
@@ -408,8 +414,10 @@ const torchEnv = { OMP_WAIT_POLICY: process.env.OMP_WAIT_POLICY ?? 'PASSIVE' };
 // ----------------------------------------------------------------------------- table
 
 function printTable(write = (l) => console.log(l)) {
-  const impls = [ourImpl, ...new Set(records.map((r) => r.impl).filter((i) => i !== ourImpl))];
-  const ratios = impls.slice(1).map((i) => [ourImpl, i]);
+  // Ours, then PyTorch (default threads first), then jax-js.
+  const rank = (i) => (i === ourImpl ? 0 : i.startsWith('torch:') ? (i.split(':').length === 2 ? 1 : 2) : 3);
+  const impls = [...new Set(records.map((r) => r.impl))].sort((a, b) => rank(a) - rank(b));
+  const ratios = impls.filter((i) => i !== ourImpl).map((i) => [ourImpl, i]);
   const throughput = (unit) => unit.startsWith('img/s') || unit === 'GFLOP/s';
   const speed = (unit, ours, theirs) => (ours === undefined || theirs === undefined || !(throughput(unit) || unit === 'ms') ? undefined : throughput(unit) ? ours / theirs : theirs / ours);
   const keys = [];
@@ -418,12 +426,13 @@ function printTable(write = (l) => console.log(l)) {
   const notes = [];
   const cell = (r) => {
     if (!r) return '';
-    const v = Math.abs(r.value) >= 100 ? r.value.toFixed(0) : Math.abs(r.value) >= 1 ? r.value.toFixed(2) : r.value.toPrecision(3);
+    const a = Math.abs(r.value);
+    const v = a >= 100 ? r.value.toFixed(0) : a >= 1 || a === 0 ? r.value.toFixed(2) : a >= 0.01 ? r.value.toPrecision(3) : r.value.toExponential(1);
     if (!r.note) return v;
     if (!notes.includes(r.note)) notes.push(r.note);
     return `~${v}`;
   };
-  const header = ['case', 'unit', ...impls, ...ratios.map(([, b]) => `ours/${b.split(':').slice(0, 2).join(':').replace(/^torch:cpu$/, 'torch').replace(/^jax-js:.*/, 'jax-js')}${b.endsWith('t') ? `:${b.split(':')[2]}` : ''}`)];
+  const header = ['case', 'unit', ...impls, ...ratios.map(([, b]) => `ours/${b.replace(/^torch:cpu$/, 'torch').replace(/^jax-js:.*/, 'jax-js')}`)];
   const rows = [header];
   for (const { case: c, unit } of keys) {
     rows.push([
@@ -514,6 +523,7 @@ async function sctMode() {
   const presets = [...new Set(['ours', 'torch', 'jax-js'].filter((i) => opts.impls.includes(i)).flatMap((i) => selection(i).presets))];
   const batches = [...new Set(['ours', 'torch', 'jax-js'].filter((i) => opts.impls.includes(i)).flatMap((i) => selection(i).batches))].sort((a, b) => a - b);
   const [memPreset, memBatch] = opts.memoryConfig.split(':');
+  const jaxBatchLimit = new Map(); // preset -> largest batch that did not run out of memory
   const work = mkdtempSync(join(tmpdir(), 'sct-step-'));
   try {
     for (const preset of presets) {
@@ -592,19 +602,30 @@ async function sctMode() {
           }
         }
         if (jaxHere && wanted('jax-js', preset, batch) && !(pastDeadline() && skip(jaxImpl))) {
-          const p = plan(jaxImpl, preset, batch, gflop, opts.jaxMaxBatch);
+          let p = plan(jaxImpl, preset, batch, gflop, jaxBatchLimit.get(preset) ?? opts.jaxMaxBatch);
           if (p.reuse) {
             addPeerRecords(p.reuse.recs, preset, batch, p.batch, estimateNote(p.batch));
           } else {
-            const r = runPeer(process.execPath, [
-              peerScript('jaxjs-sct.js'), '--params', dir, '--batch', String(p.batch), '--device', opts.jaxDevice,
-              '--warmup', String(opts.warmup), '--reps', String(opts.reps), '--budget-s', String(opts.budgetS / 2), '--json', '-',
-            ]);
-            if (r.error) log(`  ${jaxImpl} ${preset} b${p.batch}: ${r.error}`);
-            else {
-              const stepMs = r.value.find((x) => x.unit === 'ms' && x.case.endsWith(' step')).value;
-              remember(jaxImpl, preset, p.batch, gflop, stepMs, { recs: r.value });
-              addPeerRecords(r.value, preset, batch, p.batch, p.batch !== batch ? estimateNote(p.batch) : undefined);
+            for (;;) {
+              const r = runPeer(process.execPath, [
+                peerScript('jaxjs-sct.js'), '--params', dir, '--batch', String(p.batch), '--device', opts.jaxDevice,
+                '--warmup', String(opts.warmup), '--reps', String(opts.reps), '--budget-s', String(opts.budgetS / 2), '--json', '-',
+              ]);
+              if (r.outOfMemory && p.batch > 1) {
+                // jax-js's wasm device has 4 GiB (memory32): try half the batch.
+                log(`  ${jaxImpl} ${preset} b${p.batch}: out of memory; trying batch ${p.batch / 2}`);
+                jaxBatchLimit.set(preset, p.batch / 2);
+                p = { batch: p.batch / 2 };
+                continue;
+              }
+              if (r.error) log(`  ${jaxImpl} ${preset} b${p.batch}: ${r.error}`);
+              else {
+                const stepMs = r.value.find((x) => x.unit === 'ms' && x.case.endsWith(' step')).value;
+                remember(jaxImpl, preset, p.batch, gflop, stepMs, { recs: r.value });
+                const note = jaxBatchLimit.get(preset) === p.batch && p.batch < batch ? `${estimateNote(p.batch)} (batch ${p.batch * 2} ran out of memory)` : estimateNote(p.batch);
+                addPeerRecords(r.value, preset, batch, p.batch, p.batch !== batch ? note : undefined);
+              }
+              break;
             }
           }
         }

@@ -21,6 +21,8 @@ all in float32 (TF32 off on CUDA).
 
 --json FILE writes { case, impl, unit, value } records ('-' for stdout). --params DIR loads
 the initial parameters exported by sct-step.js (otherwise PyTorch's default init).
+On a CPU shared with other jobs, set OMP_WAIT_POLICY=PASSIVE (sct-step.js does): spinning
+OpenMP threads collapse when a core is taken (nano, 2 threads: 2 instead of 15 img/s).
 """
 import argparse
 import json
