@@ -248,7 +248,7 @@ describe('the loss and its gradient', () => {
       const opts = { sigmaD: sd, adaptiveWeighting: false, extraInvSigmaWeight: false };
       const gTheta = grad((p: typeof params) => scmLoss({ net, params: p, phi, head, xt, t, g, opts }))(params);
       const lr = 1e-3;
-      const stepped = Object.fromEntries(Object.entries(params).map(([k, v]) => [k, T.sub(v, T.mul(gTheta[k as keyof typeof params], lr))])) as typeof params;
+      const stepped = Object.fromEntries(Object.entries(params).map(([k, v]) => [k, T.sub(v, T.mul(gTheta[k as keyof typeof params], lr))])) as unknown as typeof params;
       const dF = T.sub(net(stepped, T.div(xt, sd), t), net(params, T.div(xt, sd), t));
       expect(T.sum(T.mul(dF, g)).dataSync()[0]).toBeGreaterThan(0);
     });
