@@ -13,9 +13,9 @@
  *   --ours-presets/--ours-batches, --torch-presets/--torch-batches, --jax-presets [all but small]/--jax-batches
  *                                                          per-implementation overrides
  *   --impls ours,torch,jax-js  --backend webasm|cpu|webgpu  --torch-device cpu|cuda
- *   --torch-threads [2,1]  --torch-1t-batches [the first torch batch]  --python PATH
+ *   --torch-threads [2,1]  --torch-1t-batches [the first batch, when 2 threads run too]  --python PATH
  *   --jax-device wasm|webgpu  --jax-max-batch N (where jax-js runs out of memory, the batch is halved anyway)
- *   --warmup [1]  --reps [3]  --config-budget-s [90]  --deadline-s (skip what would start later)
+ *   --warmup [1]  --reps [3]  --config-budget-s [60]  --deadline-s (skip what would start later)
  *   --memory-steps N --memory-config [nano:32]             N steps in a row: live tensors, buffers, host
  *                                                          RSS and GPU memory (nvidia-smi) stay flat?
  *   --image-size [32] (smaller only to check the scripts end to end on a slow device)  --json FILE
@@ -36,9 +36,10 @@
  * Time: each (implementation, preset, batch) gets --config-budget-s seconds. A step cost
  * model (seconds per GFLOP·image, from that implementation's first measurement) decides
  * whether warm-up plus one timed repetition fits; if not, the step is measured at a
- * smaller batch and its images/s carried over, marked "~" in the table and with a `note`
- * in the JSON ({ case, impl, unit, value, note? }). images/s usually grows with the
- * batch, so such an estimate is on the low side.
+ * smaller batch and its images/s carried over, marked "~x@bN" in the table and with
+ * `measuredBatch` and `note` in the JSON ({ case, impl, unit, value, measuredBatch?, note? }).
+ * images/s usually grows with the batch, so such an estimate is on the low side. On this
+ * 2-core machine the default run takes about 10 minutes (18 at --config-budget-s 90).
  */
 import { mkdtempSync, mkdirSync, writeFileSync, rmSync, existsSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
@@ -82,7 +83,7 @@ const opts = {
   jaxMaxBatch: Number(flag('--jax-max-batch', 'Infinity')),
   warmup: Number(flag('--warmup', '1')),
   reps: Number(flag('--reps', '3')),
-  budgetS: Number(flag('--config-budget-s', '90')),
+  budgetS: Number(flag('--config-budget-s', '60')),
   json: flag('--json'),
   // Smaller images (e.g. 8) only to check the scripts end to end on a slow device.
   imageSize: Number(flag('--image-size', '32')),
@@ -304,7 +305,7 @@ async function timeRounds(fns, { warmup, reps, budgetS, warmAll }) {
 const records = [];
 function add(caseName, impl, unit, value, note) {
   const r = { case: caseName, impl, unit, value: Number(value.toPrecision(4)) };
-  if (note) r.note = note;
+  if (note) Object.assign(r, note);
   records.push(r);
 }
 
@@ -367,7 +368,8 @@ function remember(impl, preset, batch, gflop, stepMs, data) {
   measuredAt.set(key, [...(measuredAt.get(key) ?? []), { batch, ...data }]);
 }
 
-const estimateNote = (measured) => `estimated: measured at batch ${measured}, images/s carried over, times scaled by the batch ratio`;
+/** The mark of an estimate: the batch it was measured at, and why. */
+const estimateNote = (measured, why = 'the row\'s batch was over the time budget') => ({ measuredBatch: measured, note: why });
 
 // ----------------------------------------------------------------------------- peers
 
@@ -430,7 +432,7 @@ function printTable(write = (l) => console.log(l)) {
     const v = a >= 100 ? r.value.toFixed(0) : a >= 1 || a === 0 ? r.value.toFixed(2) : a >= 0.01 ? r.value.toPrecision(3) : r.value.toExponential(1);
     if (!r.note) return v;
     if (!notes.includes(r.note)) notes.push(r.note);
-    return `~${v}`;
+    return `~${v}@b${r.measuredBatch}`;
   };
   const header = ['case', 'unit', ...impls, ...ratios.map(([, b]) => `ours/${b.replace(/^torch:cpu$/, 'torch').replace(/^jax-js:.*/, 'jax-js')}`)];
   const rows = [header];
@@ -452,7 +454,7 @@ function printTable(write = (l) => console.log(l)) {
   });
   write('\nours/X: speed of ours relative to X (above 1: ours is faster).');
   if (records.some((r) => r.case.endsWith(' grad+update'))) write('grad+update = step - jvp. img/s cpu-time: images per second of the process\'s CPU time (all its threads).');
-  notes.forEach((n) => write(`~ ${n}`));
+  if (notes.length) write(`~x@bN: estimated from a measurement at batch N (images/s carried over, times scaled by the batch ratio): ${notes.join('; ')}.`);
 }
 
 // ----------------------------------------------------------------------------- matmul mode
@@ -579,7 +581,8 @@ async function sctMode() {
         if (torchHere && selection('torch').batches.includes(batch)) {
           for (const threads of opts.torchDevice === 'cpu' ? opts.torchThreads : [0]) {
             const impl = torchImpl(threads);
-            if (threads === 1 && !(opts.torch1tBatches ? list(opts.torch1tBatches).map(Number) : [selection('torch').batches[0]]).includes(batch)) continue;
+            const oneThreadBatches = opts.torch1tBatches ? list(opts.torch1tBatches).map(Number) : opts.torchThreads.length > 1 ? [selection('torch').batches[0]] : selection('torch').batches;
+            if (threads === 1 && !oneThreadBatches.includes(batch)) continue;
             if (pastDeadline() && skip(impl)) continue;
             const p = plan(impl, preset, batch, gflop);
             if (p.reuse) {
@@ -622,7 +625,7 @@ async function sctMode() {
               else {
                 const stepMs = r.value.find((x) => x.unit === 'ms' && x.case.endsWith(' step')).value;
                 remember(jaxImpl, preset, p.batch, gflop, stepMs, { recs: r.value });
-                const note = jaxBatchLimit.get(preset) === p.batch && p.batch < batch ? `${estimateNote(p.batch)} (batch ${p.batch * 2} ran out of memory)` : estimateNote(p.batch);
+                const note = estimateNote(p.batch, jaxBatchLimit.get(preset) === p.batch ? `jax-js ran out of memory at batch ${p.batch * 2}` : undefined);
                 addPeerRecords(r.value, preset, batch, p.batch, p.batch !== batch ? note : undefined);
               }
               break;

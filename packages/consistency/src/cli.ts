@@ -15,7 +15,7 @@ import { writeReport } from './runreport.js';
 import { consistencyTimes, karrasTimes, initialNoise, sampleConsistency, sampleDDIM, sampleHeun } from './samplers.js';
 import { sampleSpecs, toPointSet, saveScatterPng, displayImages } from './evaluate.js';
 import { slicedWasserstein2, meanNearestDistance } from './metrics.js';
-import { toyExperiment, ablationExperiment, gaussianExperiment, evaluateRun, type ExperimentOptions } from './experiments.js';
+import { toyExperiment, ablationExperiment, gaussianExperiment, mnistExperiment, evaluateRun, type ExperimentOptions } from './experiments.js';
 
 const HELP = `scm — TrigFlow diffusion and continuous-time consistency models (sCT, sCD)
 
@@ -24,7 +24,7 @@ usage:
   scm sample --run DIR [options]  draw samples from a run's EMA weights (PNG grid or scatter plot)
   scm eval   --run DIR [options]  sample-quality metrics on 2-D data (sliced W2, nearest-neighbour distances)
   scm report --run DIR            rebuild DIR/report.html from its metrics
-  scm experiment toy|ablations|gaussian [--data toy:NAME] [--steps N] [--teacher-train-steps N]
+  scm experiment toy|ablations|gaussian|mnist [--data toy:NAME] [--steps N] [--teacher-train-steps N]
                  [--seeds N] [--only a,b] [--out DIR]
                                   the RESULTS.md tables (runs are resumable; finished ones are skipped)
   scm export --run DIR --out FILE  a small model file to continue from (EMA weights, no optimizer state)
@@ -265,7 +265,17 @@ async function cmdExport(v: Values): Promise<void> {
 
 async function cmdExperiment(v: Values, positionals: string[]): Promise<void> {
   const name = positionals[0];
-  if (name !== 'toy' && name !== 'ablations' && name !== 'gaussian') throw new Error('scm experiment needs a name: toy, ablations or gaussian');
+  if (!['toy', 'ablations', 'gaussian', 'mnist'].includes(name)) throw new Error('scm experiment needs a name: toy, ablations, gaussian or mnist');
+  if (name === 'mnist') {
+    const out = (v.out as string | undefined) ?? join('runs', 'experiment-mnist');
+    const backend = choice<BackendName>(v, 'backend', ['reference', 'cpu', 'webasm', 'webgpu'], (process.env.TENSOR_BACKEND as BackendName) ?? 'webasm');
+    console.log(await mnistExperiment({
+      out, backend, data: (v.data as string | undefined) ?? 'mnist:14', model: (v.model as string | undefined) ?? 'nano',
+      teacherSteps: num(v, 'teacher-train-steps', 1090, true), steps: num(v, 'steps', 1000, true), batch: num(v, 'batch', 32, true),
+      warmup: num(v, 'warmup', 300, true), log: (l) => console.log(l),
+    }));
+    return;
+  }
   const data = (v.data as string | undefined) ?? 'toy:moons';
   const o: ExperimentOptions = {
     out: (v.out as string | undefined) ?? join('runs', name === 'gaussian' ? 'experiment-gaussian' : `experiment-${name}-${data.replace(/^toy:/, '').replace(/[^a-z0-9]+/gi, '-')}`),

@@ -16,7 +16,7 @@ import { access, mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { random, dispose } from '@scm/tensor';
 import { defaultConfig, buildData, useBackend, type RunConfig } from './setup.js';
-import { train, loadTrained, readRunConfig, CHECKPOINT } from './train.js';
+import { train, loadTrained, readRunConfig, exportModel, CHECKPOINT } from './train.js';
 import { generate, toPointSet, type SampleSpec } from './evaluate.js';
 import { slicedWasserstein2, meanNearestDistance } from './metrics.js';
 import { consistencyTimes } from './samplers.js';
@@ -214,6 +214,35 @@ export async function gaussianExperiment(o: Pick<ExperimentOptions, 'out' | 'bac
   await mkdir(o.out, { recursive: true });
   await writeFile(join(o.out, 'table.md'), table + '\n');
   return table;
+}
+
+export interface MnistOptions {
+  out: string;
+  backend: RunConfig['backend'];
+  teacherSteps: number;
+  steps: number;
+  batch: number;
+  warmup: number;
+  data: string;
+  model: string;
+  log: (line: string) => void;
+}
+
+/**
+ * The MNIST model behind `npm start`, as the paper trains its consistency models (§3.4):
+ * a TrigFlow diffusion teacher, then sCT initialized from the teacher's EMA weights, then
+ * the exported model (EMA weights, head, step) in <out>/mnist-sct.safetensors.
+ */
+export async function mnistExperiment(o: MnistOptions): Promise<string> {
+  await useBackend(o.backend);
+  const common = { data: o.data, model: o.model, backend: o.backend, batch: o.batch, logEvery: 5, checkpointEvery: 25, sampleEvery: 250, heunSteps: 16 };
+  const teacher = await ensureRun(join(o.out, 'teacher'), { ...defaultConfig('diffusion'), ...common, steps: o.teacherSteps }, o.log);
+  // A short tangent warmup (the paper's H = 10k is for runs of 100k+ iterations).
+  const sct = await ensureRun(join(o.out, 'sct'), { ...defaultConfig('sct'), ...common, steps: o.steps, init: teacher, warmupIters: o.warmup }, o.log);
+  const asset = join(o.out, 'mnist-sct.safetensors');
+  await exportModel(join(o.out, 'sct'), asset, 5);
+  void sct;
+  return `teacher: ${teacher}\nsCT: ${join(o.out, 'sct', CHECKPOINT)}\nexported: ${asset} (copy it and its .metrics.jsonl to packages/consistency/assets/ for npm start)`;
 }
 
 export interface Variant {
