@@ -2,34 +2,7 @@ import { describe, expect, test } from 'vitest';
 import { checkGrads, flatten } from '@scm/autodiff';
 import { Tensor, add, dispose, mul, random, reshape, split, toBackend, type BackendName } from '@scm/tensor';
 import { AdaptiveNorm, ResBlock, groupNorm, namedParameters, pixelNorm, type Ctx, type Module, type Params } from '@scm/nn';
-
-type Opts = { dtype: 'float32' | 'float64'; backend: BackendName };
-const f64: Opts = { dtype: 'float64', backend: 'reference' };
-const f32: Opts = { dtype: 'float32', backend: 'webasm' };
-const tight = { eps: 1e-5, atol: 1e-8, rtol: 1e-6 };
-
-const randn = (seed: number, shape: number[], opts: Opts = f64, std = 1) => random.normal(random.key(seed), shape, { ...opts, std });
-
-function maxAbs(a: ArrayLike<number>): number {
-  let m = 0;
-  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i]));
-  return m;
-}
-function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  expect(a.length).toBe(b.length);
-  let m = 0;
-  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
-  return m;
-}
-
-function randomParams(m: Module<any>, seed: number, opts: Opts = f64): Params {
-  const flat = flatten(m.init(random.key(seed), opts));
-  return flat.unflatten(flat.leaves.map((t, i) => {
-    const r = randn(seed * 100 + i, [...t.shape], opts, 0.5);
-    t.dispose();
-    return r;
-  }));
-}
+import { type Opts, f64, f32, tight, randn, maxAbs, maxAbsDiff, randomParams } from './helpers.js';
 
 async function checkModule(m: Module<any>, inputs: Tensor[], ctx?: Ctx): Promise<void> {
   const params = randomParams(m, 1);

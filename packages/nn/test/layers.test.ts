@@ -6,35 +6,7 @@ import {
   activations, defaultGroups, dropout, groupNorm, layerNorm, pixelNorm, positionalEmbedding, positionalFrequencies,
   type Ctx, type Module, type Params,
 } from '@scm/nn';
-
-type Opts = { dtype: 'float32' | 'float64'; backend: BackendName };
-const f64: Opts = { dtype: 'float64', backend: 'reference' };
-const f32: Opts = { dtype: 'float32', backend: 'webasm' };
-const tight = { eps: 1e-5, atol: 1e-8, rtol: 1e-6 };
-
-const randn = (seed: number, shape: number[], opts: Opts = f64, std = 1) => random.normal(random.key(seed), shape, { ...opts, std });
-
-function maxAbs(a: ArrayLike<number>): number {
-  let m = 0;
-  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i]));
-  return m;
-}
-function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  expect(a.length).toBe(b.length);
-  let m = 0;
-  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
-  return m;
-}
-
-/** Module parameters replaced by N(0, 0.5²) draws, so every path carries signal. */
-function randomParams(m: Module<any>, seed: number, opts: Opts = f64): Params {
-  const flat = flatten(m.init(random.key(seed), opts));
-  return flat.unflatten(flat.leaves.map((t, i) => {
-    const r = randn(seed * 100 + i, [...t.shape], opts, 0.5);
-    t.dispose();
-    return r;
-  }));
-}
+import { type Opts, f64, f32, tight, randn, maxAbs, maxAbsDiff, randomParams } from './helpers.js';
 
 /** checkGrads (float64, reference) of m with respect to its inputs and all its parameters together. */
 async function checkModule(m: Module<any>, inputs: Tensor[], { seed = 1, order = 1, ctx }: { seed?: number; order?: number; ctx?: Ctx } = {}): Promise<void> {

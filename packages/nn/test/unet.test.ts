@@ -2,25 +2,9 @@ import { describe, expect, test } from 'vitest';
 import { checkGrads, flatten, jvp, valueAndGrad } from '@scm/autodiff';
 import { Tensor, dispose, memory, random, tidy, toBackend, type BackendName } from '@scm/tensor';
 import { ToyMLP, UNet, init, namedParameters, namedSpecs, parameterCount, unetPresets, type Ctx, type Module, type Params, type UNetConfig } from '@scm/nn';
+import { type Opts, f64, f32, randn, maxAbs, maxAbsDiff } from './helpers.js';
 
-type Opts = { dtype: 'float32' | 'float64'; backend: BackendName };
-const f64: Opts = { dtype: 'float64', backend: 'reference' };
-const f32: Opts = { dtype: 'float32', backend: 'webasm' };
-
-const randn = (seed: number, shape: number[], opts: Opts = f64) => random.normal(random.key(seed), shape, opts);
 const times = (seed: number, n: number, opts: Opts = f64) => random.uniform(random.key(seed), [n], { ...opts, low: 0.1, high: 1.5 });
-
-function maxAbs(a: ArrayLike<number>): number {
-  let m = 0;
-  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i]));
-  return m;
-}
-function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  expect(a.length).toBe(b.length);
-  let m = 0;
-  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
-  return m;
-}
 
 /**
  * Parameters where every path carries signal: weights Xavier-uniform (EDM initializes the
