@@ -81,7 +81,7 @@ run() {
     echo "== sCT training step"
     "${node[@]}" "$dir/js/sct-step.js" "${sct[@]}" "${memory[@]}" "${with_py[@]}" --json "$out/sct-step.json" || echo "gpu.sh: the sCT part failed ($?)"
     command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=memory.used --format=csv,noheader || true
-  } 2>&1 | grep -v '^Warning: maxDynamic' | tee "$out/gpu.txt"
+  } 2>&1 | grep --line-buffered -v '^Warning: maxDynamic' | tee "$out/gpu.txt"
 }
 
 case "${1:-}" in
