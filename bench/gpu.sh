@@ -19,8 +19,9 @@
 # printed tables in gpu.txt) go to $OUT when it is set, else .bench/gpu-results.
 # `bash bench/gpu.sh --smoke` runs the same parts at toy sizes (matmul 256, 8x8 images,
 # batch 2, one repetition): on a machine without a GPU it runs on a software Vulkan driver
-# (llvmpipe), slowly, to check the script end to end. The sCT part starts nothing new after
-# DEADLINE seconds (default 360), so that the whole run fits a 10-minute slot.
+# (llvmpipe), slowly (5 to 25 minutes here: jax-js's shaders take llvmpipe long to compile),
+# to check the script end to end. The sCT part starts nothing new after DEADLINE seconds
+# (default 360; 2400 with --smoke), so that a real run fits a 10-minute slot.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -65,11 +66,9 @@ run() {
     --torch-device "$torch_device" --config-budget-s 45 --deadline-s "$deadline" --peer-timeout-s 150)
   local memory=(--memory-steps 300 --memory-config nano:32)
   if [ "$smoke" = --smoke ]; then
-    # On a software Vulkan driver: one rasterizer thread, to share the CPU politely.
-    export LP_NUM_THREADS=${LP_NUM_THREADS:-1}
     matmul=256
     sct=(--backend webgpu --image-size 8 --presets nano --batches 2 --jax-batches 2 --reps 1
-      --torch-device "$torch_device" --torch-threads 1 --deadline-s "$deadline" --peer-timeout-s 900)
+      --torch-device "$torch_device" --torch-threads 1 --deadline-s "${DEADLINE:-2400}" --peer-timeout-s 1500)
     memory=(--memory-steps 5 --memory-config nano:2)
   fi
   {

@@ -6,15 +6,17 @@
  * forward pass and JVP are checked against ours (--check) before anything is timed.
  *
  *   node bench/jaxjs-sct.js --params DIR --check
- *   node bench/jaxjs-sct.js --params DIR --batch 8 [--device wasm|webgpu] [--warmup 1] [--reps 3] [--json FILE|-]
+ *   node bench/jaxjs-sct.js --params DIR --batch 8 [--device wasm|webgpu] [--conv shifted|im2col]
+ *                          [--warmup 1] [--reps 3] [--budget-s 60] [--json FILE|-]
  *
  * DIR holds manifest.json + params.bin (float32), written by sct-step.js.
  *
  * Two jax-js 0.1.25 limits shape the code: its convolution primitive is slow under jit
- * (about 13x slower than the shifted-matmul form below, built from its own slices and
- * matmuls), and its matmul gave wrong results when only one operand had a batch
- * dimension, so every contraction here is either a plain 2-D matmul or a lax.dot with
- * explicit contracting and matching batch axes.
+ * (about 13x slower on wasm than the forms in conv3x3, built from its own slices and
+ * matmuls; --conv shifted|im2col picks one, default shifted on wasm, im2col on webgpu),
+ * and its matmul gave wrong results when only one operand had a batch dimension, so
+ * every contraction here is either a plain 2-D matmul or a lax.dot with explicit
+ * contracting and matching batch axes.
  *
  * jax-js arrays are reference counted and every function consumes its array arguments:
  * an array used again later is passed as `x.ref`.
@@ -84,15 +86,23 @@ function defaultGroups(c) {
   return g;
 }
 
-/** The network and the sCT step in jax-js, for one preset. */
-export function makeModel(jax, plan) {
+/** The network and the sCT step in jax-js, for one preset; convForm: 'shifted' or 'im2col' (see conv3x3). */
+export function makeModel(jax, plan, convForm = 'shifted') {
   const { numpy: np, lax, nn } = jax;
 
-  // x [N, C, H, W], w [O, C, 3, 3], b [O]: 3x3 convolution, padding 1, as nine matmuls of
-  // the weight taps with shifted views of the padded input, channels first ([C, N·H·W]).
-  // Of the forms tried (lax.conv, im2col with three layouts, this), the fastest under jit
-  // on the wasm device: lax.conv 0.18 GFLOP/s, im2col 0.3-1.6, this 2.4 (batch 16, 32->32 channels, 32x32).
+  // x [N, C, H, W], w [O, C, 3, 3], b [O]: 3x3 convolution, padding 1, built from jax-js's
+  // own slices and matmuls (its conv primitive is slow under jit). Two forms:
+  //  - 'shifted': nine matmuls of the weight taps with shifted views of the padded input,
+  //    channels first ([O, C] x [C, N·H·W]). Fastest on the wasm device: 2.4 GFLOP/s against
+  //    1.6 for the best im2col layout and 0.18 for lax.conv (batch 16, 32 -> 32 channels, 32x32).
+  //  - 'im2col': one dot of the stacked patches [N, C·9, H·W] with the weight [O, C·9]. Fewer,
+  //    larger kernels: on WebGPU the jit'ed step compiles in seconds where 'shifted' took
+  //    llvmpipe (the software driver) over ten minutes; not timed on a real GPU yet.
   function conv3x3(x, w, b) {
+    return convForm === 'shifted' ? conv3x3Shifted(x, w, b) : conv3x3Im2col(x, w, b);
+  }
+
+  function conv3x3Shifted(x, w, b) {
     const [N, C, H, W] = x.shape;
     const O = w.shape[0];
     const xp = np.pad(x.transpose([1, 0, 2, 3]), [[0, 0], [0, 0], [1, 1], [1, 1]]);
@@ -107,6 +117,18 @@ export function makeModel(jax, plan) {
     xp.dispose();
     w.dispose();
     return y.add(b.reshape([O, 1])).reshape([O, N, H, W]).transpose([1, 0, 2, 3]);
+  }
+
+  function conv3x3Im2col(x, w, b) {
+    const [N, C, H, W] = x.shape;
+    const O = w.shape[0];
+    const xp = np.pad(x, [[0, 0], [0, 0], [1, 1], [1, 1]]);
+    const cols = [];
+    for (let ky = 0; ky < 3; ky++) for (let kx = 0; kx < 3; kx++) cols.push(xp.ref.slice([], [], [ky, ky + H], [kx, kx + W]));
+    xp.dispose();
+    const patches = np.stack(cols, 2).reshape([N, C * 9, H * W]); // channel-major, then (ky, kx): the OIHW weight order
+    const y = lax.dot(patches, w.reshape([O, C * 9]), { lhsContractingDims: [1], rhsContractingDims: [1] }); // [N, H·W, O]
+    return y.transpose([0, 2, 1]).reshape([N, O, H, W]).add(b.reshape([1, O, 1, 1]));
   }
 
   function conv1x1(x, w, b) {
@@ -344,7 +366,7 @@ async function main() {
   const { manifest, params, array, flat } = loadExport(np, dir);
   const size = manifest.imageSize ?? 32;
   const plan = unetPlan(PRESETS[manifest.preset], 3, size);
-  const model = makeModel(jax, plan);
+  const model = makeModel(jax, plan, flag('--conv', device === 'wasm' ? 'shifted' : 'im2col'));
 
   if (args.includes('--check')) {
     const f = jax.jit((p, y, t, vy, vt) => jax.jvp((yy, tt) => model.net(p, yy, tt), [y, t], [vy, vt]));

@@ -7,13 +7,14 @@ import { parseArgs } from 'node:util';
 import { mkdir, access, writeFile, readFile } from 'node:fs/promises';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { random, tidy, dispose, type BackendName } from '@scm/tensor';
+import { Tensor, random, tidy, dispose, clip, div, concat, type BackendName } from '@scm/tensor';
 import { saveImageGrid } from '@scm/nn';
 import { defaultConfig, buildData, useBackend, TOY_NAMES, MODEL_NAMES, type Method, type RunConfig } from './setup.js';
 import { train, loadTrained, readRunConfig, exportModel, CHECKPOINT } from './train.js';
 import { writeReport } from './runreport.js';
 import { consistencyTimes, karrasTimes, initialNoise, sampleConsistency, sampleDDIM, sampleHeun } from './samplers.js';
-import { sampleSpecs, toPointSet, saveScatterPng, displayImages } from './evaluate.js';
+import { sampleSpecs, toPointSet, saveScatterPng, displayImages, generate } from './evaluate.js';
+import { loadDigitJudge, scoreDigits, trainDigitClassifier, realDigits } from './digits.js';
 import { slicedWasserstein2, meanNearestDistance } from './metrics.js';
 import { toyExperiment, ablationExperiment, gaussianExperiment, mnistExperiment, evaluateRun, type ExperimentOptions } from './experiments.js';
 
@@ -22,9 +23,10 @@ const HELP = `scm — TrigFlow diffusion and continuous-time consistency models 
 usage:
   scm train  [options]            train a model (diffusion teacher, sCT or sCD)
   scm sample --run DIR [options]  draw samples from a run's EMA weights (PNG grid or scatter plot)
-  scm eval   --run DIR [options]  sample-quality metrics on 2-D data (sliced W2, nearest-neighbour distances)
+  scm eval   --run DIR [options]  sample quality: 2-D data (sliced W2, nearest-neighbour distances) or
+                                  MNIST (a digit classifier's confidence, class spread, feature FD)
   scm report --run DIR            rebuild DIR/report.html from its metrics
-  scm experiment toy|ablations|gaussian|mnist [--data toy:NAME] [--steps N] [--teacher-train-steps N]
+  scm experiment toy|ablations|gaussian|mnist|digits [--data toy:NAME] [--steps N] [--teacher-train-steps N]
                  [--seeds N] [--only a,b] [--out DIR]
                                   the RESULTS.md tables (runs are resumable; finished ones are skipped)
   scm export --run DIR --out FILE  a small model file to continue from (EMA weights, no optimizer state)
@@ -70,7 +72,9 @@ sample options:
   --n N --seed N --out FILE       (default 64 images or 2000 points, DIR/samples/sample-<sampler>-<steps>.png)
 
 eval options:
-  --samples N                     (default 4000)
+  --samples N                     (default 4000 points, 1000 digits)
+  --classifier PATH               MNIST runs: the digit classifier (default runs/mnist<size>-judge/,
+                                  trained by scm experiment digits [--data mnist:14])
 `;
 
 const string = { type: 'string' as const };
@@ -84,7 +88,7 @@ const OPTIONS = {
   norm: string, 'norm-c': string, warmup: string, 'no-adaptive-weighting': bool, 'extra-inv-sigma': bool, tangent: string, 'fd-steps': string,
   'time-transform': string, 'time-embedding': string,
   run: string, times: string, sampler: string, n: string, samples: string, 'from-scratch': bool, help: bool,
-  'teacher-train-steps': string, seeds: string, only: string,
+  'teacher-train-steps': string, seeds: string, only: string, classifier: string,
 };
 
 type Values = Record<string, string | boolean | undefined>;
@@ -201,12 +205,43 @@ async function cmdSample(v: Values): Promise<void> {
   console.log(`wrote ${n} samples (${sampler === 'cm' ? `consistency times ${times.map((t) => t.toFixed(4)).join(', ')}` : `${sampler}, ${steps} steps`}) to ${out}`);
 }
 
+/** Digits: a classifier trained on MNIST judges samples (see digits.ts). */
+async function evalDigits(v: Values, path: string, config: RunConfig): Promise<void> {
+  if (!config.data.startsWith('mnist')) throw new Error('scm eval measures 2-D data and MNIST digits; for other images use scm sample and look at the grid');
+  const size = config.data === 'mnist:14' ? 14 : 28;
+  const judgePath = (v.classifier as string | undefined) ?? join('runs', `mnist${size}-judge`, 'classifier.safetensors');
+  if (!(await access(judgePath).then(() => true, () => false))) throw new Error(`no digit classifier at ${judgePath}: train one with scm experiment digits${size === 14 ? ' --data mnist:14' : ''} (or pass --classifier PATH)`);
+  const judge = await loadDigitJudge(judgePath);
+  const trained = await loadTrained(path, 'ema');
+  const data = await buildData(trained.config);
+  const n = num(v, 'samples', 1000, true);
+  const seed = num(v, 'seed', 1, true);
+  const specs = v.steps ? [{ name: `${v.steps}step`, caption: '', sampler: { kind: 'cm' as const, times: consistencyTimes(num(v, 'steps', 1, true)) } }] : sampleSpecs(trained.config);
+  const real = realDigits(size, n);
+  const result: Record<string, unknown> = { run: path, method: config.method, samples: n, real_train_digits: await scoreDigits(judge, real) };
+  real.dispose();
+  for (const spec of specs) {
+    const parts: Tensor[] = [];
+    for (let start = 0; start < n; start += 100) {
+      const x = generate(trained.net, trained.params, data.sampleShape, Math.min(100, n - start), spec.sampler, random.foldIn(random.key(seed), start), trained.config.sigmaD);
+      parts.push(tidy(() => clip(div(x, data.range), -1, 1)));
+      x.dispose();
+    }
+    const all = tidy(() => concat(parts, 0));
+    dispose(parts);
+    result[spec.name] = await scoreDigits(judge, all);
+    all.dispose();
+  }
+  dispose([trained.params, judge.params]);
+  console.log(JSON.stringify(result));
+}
+
 async function cmdEval(v: Values): Promise<void> {
   const path = runCheckpoint(v);
   const backend = v.backend as BackendName | undefined;
   if (backend) await useBackend(backend);
   const config = await readRunConfig(path);
-  if (!config.data.startsWith('toy')) throw new Error('scm eval measures 2-D data; for images use scm sample and look at the grid');
+  if (!config.data.startsWith('toy')) return evalDigits(v, path, config);
   const n = num(v, 'samples', 4000, true);
   const seed = num(v, 'seed', 1, true);
   // For each sampler: sliced W2, mean nearest-neighbour distance samples→data and data→samples.
@@ -265,7 +300,13 @@ async function cmdExport(v: Values): Promise<void> {
 
 async function cmdExperiment(v: Values, positionals: string[]): Promise<void> {
   const name = positionals[0];
-  if (!['toy', 'ablations', 'gaussian', 'mnist'].includes(name)) throw new Error('scm experiment needs a name: toy, ablations, gaussian or mnist');
+  if (!['toy', 'ablations', 'gaussian', 'mnist', 'digits'].includes(name)) throw new Error('scm experiment needs a name: toy, ablations, gaussian, mnist or digits');
+  if (name === 'digits') {
+    const size = v.data === 'mnist' ? 28 : 14;
+    const out = (v.out as string | undefined) ?? join('runs', `mnist${size}-judge`);
+    console.log(`wrote ${await trainDigitClassifier(out, size)}`);
+    return;
+  }
   if (name === 'mnist') {
     const out = (v.out as string | undefined) ?? join('runs', 'experiment-mnist');
     const backend = choice<BackendName>(v, 'backend', ['reference', 'cpu', 'webasm', 'webgpu'], (process.env.TENSOR_BACKEND as BackendName) ?? 'webasm');
