@@ -14,8 +14,9 @@ import { train, loadTrained, readRunConfig, exportModel, CHECKPOINT } from './tr
 import { writeReport } from './runreport.js';
 import { consistencyTimes, karrasTimes, initialNoise, sampleConsistency, sampleDDIM, sampleHeun } from './samplers.js';
 import { sampleSpecs, toPointSet, saveScatterPng, displayImages, generate } from './evaluate.js';
-import { loadDigitJudge, scoreDigits, trainDigitClassifier, realDigits } from './digits.js';
+import { loadDigitJudge, scoreDigits, trainDigitClassifier, realDigits, evaluateDigitsRun } from './digits.js';
 import { slicedWasserstein2, meanNearestDistance } from './metrics.js';
+import { cifarExperiment } from './cifar.js';
 import { toyExperiment, ablationExperiment, gaussianExperiment, mnistExperiment, evaluateRun, type ExperimentOptions } from './experiments.js';
 
 const HELP = `scm — TrigFlow diffusion and continuous-time consistency models (sCT, sCD)
@@ -26,7 +27,7 @@ usage:
   scm eval   --run DIR [options]  sample quality: 2-D data (sliced W2, nearest-neighbour distances) or
                                   MNIST (a digit classifier's confidence, class spread, feature FD)
   scm report --run DIR            rebuild DIR/report.html from its metrics
-  scm experiment toy|ablations|gaussian|mnist|digits [--data toy:NAME] [--steps N] [--teacher-train-steps N]
+  scm experiment toy|ablations|gaussian|mnist|digits|cifar [--data toy:NAME] [--steps N] [--teacher-train-steps N]
                  [--seeds N] [--only a,b] [--out DIR]
                                   the RESULTS.md tables (runs are resumable; finished ones are skipped)
   scm export --run DIR --out FILE  a small model file to continue from (EMA weights, no optimizer state)
@@ -37,8 +38,8 @@ usage:
 
 train options:
   --method diffusion|sct|scd      (default sct)
-  --data mnist|mnist:14|toy:NAME|cifar10:PATH
-                                  (mnist:14: digits averaged down to 14×14)
+  --data mnist|mnist:14|toy:NAME|cifar10:PATH|cifar10@16:PATH
+                                  (mnist:14, cifar10@16: images averaged down over 2×2 blocks)
                                   toy names: ${TOY_NAMES.join(', ')} (default toy:moons)
   --model ${MODEL_NAMES.join('|')}   UNet presets for images, toy MLP for 2-D, mlp = MLP on pixels
   --steps N --batch N --lr X --optimizer adam|radam --beta2 X --seed N
@@ -212,27 +213,14 @@ async function evalDigits(v: Values, path: string, config: RunConfig): Promise<v
   const judgePath = (v.classifier as string | undefined) ?? join('runs', `mnist${size}-judge`, 'classifier.safetensors');
   if (!(await access(judgePath).then(() => true, () => false))) throw new Error(`no digit classifier at ${judgePath}: train one with scm experiment digits${size === 14 ? ' --data mnist:14' : ''} (or pass --classifier PATH)`);
   const judge = await loadDigitJudge(judgePath);
-  const trained = await loadTrained(path, 'ema');
-  const data = await buildData(trained.config);
   const n = num(v, 'samples', 1000, true);
   const seed = num(v, 'seed', 1, true);
-  const specs = v.steps ? [{ name: `${v.steps}step`, caption: '', sampler: { kind: 'cm' as const, times: consistencyTimes(num(v, 'steps', 1, true)) } }] : sampleSpecs(trained.config);
+  const specs = v.steps ? [{ name: `${v.steps}step`, caption: '', sampler: { kind: 'cm' as const, times: consistencyTimes(num(v, 'steps', 1, true)) } }] : sampleSpecs(config);
   const real = realDigits(size, n);
   const result: Record<string, unknown> = { run: path, method: config.method, samples: n, real_train_digits: await scoreDigits(judge, real) };
   real.dispose();
-  for (const spec of specs) {
-    const parts: Tensor[] = [];
-    for (let start = 0; start < n; start += 100) {
-      const x = generate(trained.net, trained.params, data.sampleShape, Math.min(100, n - start), spec.sampler, random.foldIn(random.key(seed), start), trained.config.sigmaD);
-      parts.push(tidy(() => clip(div(x, data.range), -1, 1)));
-      x.dispose();
-    }
-    const all = tidy(() => concat(parts, 0));
-    dispose(parts);
-    result[spec.name] = await scoreDigits(judge, all);
-    all.dispose();
-  }
-  dispose([trained.params, judge.params]);
+  Object.assign(result, await evaluateDigitsRun(judge, path, specs, n, seed));
+  dispose(judge.params);
   console.log(JSON.stringify(result));
 }
 
@@ -254,6 +242,9 @@ async function cmdEval(v: Values): Promise<void> {
   dispose([a, b]);
   console.log(JSON.stringify({ run: path, method: config.method, samples: n, ...metrics, data_vs_data: floor }));
 }
+
+/** The CIFAR-10 classifier (trained by @scm/nn's train-classifier) whose features judge CIFAR-10 samples. */
+export const CIFAR_CLASSIFIER = fileURLToPath(new URL('../assets/cifar10-classifier.safetensors', import.meta.url));
 
 /** The committed MNIST sCT model that `npm start` continues from. */
 export const START_ASSET = fileURLToPath(new URL('../assets/mnist-sct.safetensors', import.meta.url));
@@ -300,7 +291,20 @@ async function cmdExport(v: Values): Promise<void> {
 
 async function cmdExperiment(v: Values, positionals: string[]): Promise<void> {
   const name = positionals[0];
-  if (!['toy', 'ablations', 'gaussian', 'mnist', 'digits'].includes(name)) throw new Error('scm experiment needs a name: toy, ablations, gaussian, mnist or digits');
+  if (!['toy', 'ablations', 'gaussian', 'mnist', 'digits', 'cifar'].includes(name)) throw new Error('scm experiment needs a name: toy, ablations, gaussian, mnist, digits or cifar');
+  if (name === 'cifar') {
+    const data = (v.data as string | undefined) ?? 'cifar10@16:../shared/data/cifar-10-binary-subset.tar.gz';
+    console.log(await cifarExperiment({
+      out: (v.out as string | undefined) ?? join('runs', 'experiment-cifar'), data,
+      classifier: (v.classifier as string | undefined) ?? CIFAR_CLASSIFIER,
+      model: (v.model as string | undefined) ?? 'nano',
+      backend: choice<BackendName>(v, 'backend', ['reference', 'cpu', 'webasm', 'webgpu'], (process.env.TENSOR_BACKEND as BackendName) ?? 'webasm'),
+      batch: num(v, 'batch', 32, true), teacherSteps: num(v, 'teacher-train-steps', 800, true), steps: num(v, 'steps', 300, true),
+      warmup: num(v, 'warmup', 100, true), teacherLr: num(v, 'lr', 2e-4), samples: num(v, 'samples', 1000, true), heunSteps: num(v, 'heun-steps', 16, true),
+      log: (l) => console.log(l),
+    }, v.only ? String(v.only).split(',') : undefined));
+    return;
+  }
   if (name === 'digits') {
     const size = v.data === 'mnist' ? 28 : 14;
     const out = (v.out as string | undefined) ?? join('runs', `mnist${size}-judge`);
@@ -329,6 +333,9 @@ async function cmdExperiment(v: Values, positionals: string[]): Promise<void> {
     evalSamples: num(v, 'samples', 4000, true),
     backend: choice<BackendName>(v, 'backend', ['reference', 'cpu', 'webasm', 'webgpu'], (process.env.TENSOR_BACKEND as BackendName) ?? 'webasm'),
     log: (l) => console.log(l),
+    model: v.model as string | undefined,
+    lr: v.lr === undefined ? undefined : num(v, 'lr', 1e-3),
+    classifier: v.classifier as string | undefined,
   };
   const only = v.only ? String(v.only).split(',') : undefined;
   const table = name === 'toy' ? await toyExperiment(o) : name === 'gaussian' ? await gaussianExperiment(o) : await ablationExperiment(o, only);

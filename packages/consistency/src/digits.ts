@@ -7,7 +7,10 @@
  *  - FD: the Fréchet distance between classifier features of samples and of held-out
  *    digits, |μ₁ − μ₂|² + tr(Σ₁ + Σ₂ − 2(Σ₁^½ Σ₂ Σ₁^½)^½).
  */
-import { Tensor, tidy, softmax, max, argmax, dispose, fromArray } from '@scm/tensor';
+import { Tensor, tidy, softmax, max, argmax, dispose, fromArray, random, clip, div, concat } from '@scm/tensor';
+import { loadTrained } from './train.js';
+import { buildData } from './setup.js';
+import { generate, type SampleSpec } from './evaluate.js';
 import { Classifier, loadClassifier, trainClassifier, loadMnist, type ImageDataset, type Params } from '@scm/nn';
 
 /** MNIST at 28×28 or averaged over 2×2 blocks to 14×14, as uint8 pixels. */
@@ -177,4 +180,25 @@ export async function scoreDigits(j: DigitJudge, images: Tensor): Promise<DigitS
   for (let i = 0; i < n; i++) counts[r.label[i]]++;
   const d = j.model.config.hidden;
   return { confident: fraction(r.top, (v) => v >= 0.9), minClassShare: Math.min(...counts) / n, fd: frechetDistance(r.features, n, j.reference.features, j.reference.count, d) };
+}
+
+/** Score a run's EMA weights with each sampler: n samples (drawn 100 at a time) judged against held-out digits. */
+export async function evaluateDigitsRun(j: DigitJudge, ckpt: string, specs: SampleSpec[], n: number, seed: number): Promise<Record<string, DigitScores>> {
+  const trained = await loadTrained(ckpt, 'ema');
+  const data = await buildData(trained.config);
+  const out: Record<string, DigitScores> = {};
+  for (const spec of specs) {
+    const parts: Tensor[] = [];
+    for (let start = 0; start < n; start += 100) {
+      const x = generate(trained.net, trained.params, data.sampleShape, Math.min(100, n - start), spec.sampler, random.foldIn(random.key(seed), start), trained.config.sigmaD);
+      parts.push(tidy(() => clip(div(x, data.range), -1, 1)));
+      x.dispose();
+    }
+    const all = parts.length === 1 ? parts[0] : concat(parts, 0);
+    if (parts.length > 1) dispose(parts);
+    out[spec.name] = await scoreDigits(j, all);
+    all.dispose();
+  }
+  dispose(trained.params);
+  return out;
 }

@@ -204,7 +204,7 @@ function imageSource(ds: ImageDataset, batch: number, seed: number, range = 1, p
 }
 
 /**
- * The data source named by `--data` (mnist, mnist:14, toy:NAME, cifar10:PATH), with σ_d = 0.5 in mind: CIFAR-10 pixels in [−1, 1]
+ * The data source named by `--data` (mnist, mnist:14, toy:NAME, cifar10:PATH, cifar10@16:PATH), with σ_d = 0.5 in mind: CIFAR-10 pixels in [−1, 1]
  * (std ≈ 0.5, as the paper), MNIST pixels in [−0.5, 0.5] (as spec §9.4 and sCM-mnist: in
  * [−1, 1] MNIST has RMS ≈ 0.97, twice σ_d, because of its black background).
  */
@@ -216,12 +216,13 @@ export async function buildData(cfg: Pick<RunConfig, 'data' | 'batch' | 'seed' |
     if (size !== 28 && size !== 14) throw new Error(`--data mnist:${arg}: the size must be 28 or 14`);
     return imageSource(loadMnist({ split: 'train' }), cfg.batch, cfg.seed, 0.5, 28 / size);
   }
-  if (kind === 'cifar10') {
-    if (!arg) throw new Error('--data cifar10:PATH needs the path of the CIFAR-10 binary folder or .tar.gz');
-    return imageSource(await loadCifar10(arg, 'train'), cfg.batch, cfg.seed);
+  if (kind === 'cifar10' || kind === 'cifar10@16') {
+    // cifar10@16:PATH averages 2×2 blocks (16×16 images: a quarter of the compute per image).
+    if (!arg) throw new Error(`--data ${kind}:PATH needs the path of the CIFAR-10 binary folder or .tar.gz`);
+    return imageSource(await loadCifar10(arg, 'train'), cfg.batch, cfg.seed, 1, kind === 'cifar10' ? 1 : 2);
   }
   if (kind === 'toy') return toySource(arg || 'moons', cfg.batch, cfg.seed, cfg.sigmaD);
-  throw new Error(`unknown --data "${cfg.data}" (expected mnist, toy:NAME or cifar10:PATH)`);
+  throw new Error(`unknown --data "${cfg.data}" (expected mnist, mnist:14, toy:NAME, cifar10:PATH or cifar10@16:PATH)`);
 }
 
 function splitOnce(s: string): [string, string] {

@@ -1,0 +1,157 @@
+/**
+ * `scm experiment cifar`: a TrigFlow diffusion teacher, sCT initialized from it and sCD
+ * distilled from it on the CIFAR-10 data in ../shared/data (or any CIFAR-10 binary source),
+ * judged by the Fréchet distance between features of the CIFAR-10 classifier that
+ * `@scm/nn` trains (its 128-wide penultimate layer). It is a Fréchet distance in a small
+ * classifier's features, not FID (FID uses Inception-v3 features); the numbers compare
+ * models with one another, not with the paper's FIDs.
+ *
+ * At `cifar10@16` the models see 2×2-averaged 16×16 images; samples are enlarged 2×
+ * (nearest) for the classifier, and the real reference images go through the same
+ * averaging and enlargement, so the distance measures the generator, not the resolution.
+ */
+import { writeFile, mkdir } from 'node:fs/promises';
+import { join, relative } from 'node:path';
+import { Tensor, tidy, dispose, fromArray, clip, slice, upsampleNearest, avgPool2d, random, concat } from '@scm/tensor';
+import { loadCifar10, loadClassifier, type Classifier, type Params } from '@scm/nn';
+import { defaultConfig, useBackend, type RunConfig } from './setup.js';
+import { loadTrained } from './train.js';
+import { generate, type SampleSpec } from './evaluate.js';
+import { consistencyTimes } from './samplers.js';
+import { T_MAX, T_MID } from './trigflow.js';
+import { frechetDistance } from './digits.js';
+import { ensureRun } from './experiments.js';
+
+export interface CifarOptions {
+  out: string;
+  /** cifar10:PATH or cifar10@16:PATH */
+  data: string;
+  classifier: string;
+  model: string;
+  backend: RunConfig['backend'];
+  batch: number;
+  teacherSteps: number;
+  steps: number;
+  warmup: number;
+  teacherLr: number;
+  /** samples per row of the table (and real images in the reference) */
+  samples: number;
+  heunSteps: number;
+  log: (line: string) => void;
+}
+
+/** Features of the classifier for images [N, 3, S, S] in [−1, 1], enlarged to its input size; in chunks. */
+async function features(model: Classifier, params: Params, images: Tensor, chunk = 250): Promise<Float32Array> {
+  const n = images.shape[0];
+  const size = model.config.imageSize;
+  const out = new Float32Array(n * model.config.hidden);
+  for (let i = 0; i < n; i += chunk) {
+    const f = tidy(() => {
+      const x = clip(slice(images, [{ start: i, stop: Math.min(n, i + chunk) }]), -1, 1);
+      const factor = size / x.shape[3];
+      return model.features(params, factor > 1 ? upsampleNearest(x, factor) : x);
+    });
+    out.set((await f.data()) as Float32Array, i * model.config.hidden);
+    f.dispose();
+  }
+  return out;
+}
+
+/** n real images of a split (evenly spaced over it), averaged down by `pool`, in [−1, 1]. */
+async function realImages(source: string, split: 'train' | 'test', n: number, pool: number): Promise<Tensor> {
+  const ds = await loadCifar10(source, split);
+  const count = Math.min(n, ds.count);
+  const per = ds.channels * ds.height * ds.width;
+  const px = new Float32Array(count * per);
+  for (let k = 0; k < count; k++) {
+    const i = Math.floor((k * ds.count) / count);
+    for (let q = 0; q < per; q++) px[k * per + q] = ds.pixels[i * per + q] / 127.5 - 1;
+  }
+  const x = fromArray(px, [count, ds.channels, ds.height, ds.width]);
+  if (pool === 1) return x;
+  const y = avgPool2d(x, pool);
+  x.dispose();
+  return y;
+}
+
+/** Generate n samples in chunks (bounded memory). */
+function sampleMany(trained: Awaited<ReturnType<typeof loadTrained>>, shape: number[], n: number, spec: SampleSpec['sampler'], seed: number, chunk = 250): Tensor {
+  const parts: Tensor[] = [];
+  for (let i = 0; i < n; i += chunk) parts.push(generate(trained.net, trained.params, shape, Math.min(chunk, n - i), spec, random.foldIn(random.key(seed), i), trained.config.sigmaD));
+  const all = parts.length === 1 ? parts[0] : concat(parts, 0);
+  if (parts.length > 1) dispose(parts);
+  return all;
+}
+
+const CM: SampleSpec['sampler'][] = [{ kind: 'cm', times: consistencyTimes(1) }, { kind: 'cm', times: consistencyTimes(2) }];
+
+/**
+ * Train what is missing (teacher, then sCT and sCD), then the table. With `only`, train just
+ * those runs (after the teacher) and stop: two processes can train sCT and sCD side by side.
+ */
+export async function cifarExperiment(o: CifarOptions, only?: string[]): Promise<string> {
+  await useBackend(o.backend);
+  const [kind, source] = [o.data.slice(0, o.data.indexOf(':')), o.data.slice(o.data.indexOf(':') + 1)];
+  if (kind !== 'cifar10' && kind !== 'cifar10@16') throw new Error(`scm experiment cifar: --data must be cifar10:PATH or cifar10@16:PATH, got "${o.data}"`);
+  const pool = kind === 'cifar10' ? 1 : 2;
+  const { model: judge, params: judgeParams } = await loadClassifier(o.classifier);
+
+  const common: Partial<RunConfig> = { data: o.data, model: o.model, backend: o.backend, batch: o.batch, logEvery: 5, checkpointEvery: 25, sampleEvery: 100, heunSteps: o.heunSteps, evalSamples: 64 };
+  const teacher = await ensureRun(join(o.out, 'teacher'), { ...defaultConfig('diffusion'), ...common, lr: o.teacherLr, steps: o.teacherSteps }, o.log);
+  // The consistency models start from the teacher's EMA weights (paper §3.4); a short tangent warmup.
+  const runs = {
+    sct: () => ensureRun(join(o.out, 'sct'), { ...defaultConfig('sct'), ...common, steps: o.steps, init: teacher, warmupIters: o.warmup }, o.log),
+    scd: () => ensureRun(join(o.out, 'scd'), { ...defaultConfig('scd'), ...common, steps: o.steps, teacher, warmupIters: o.warmup }, o.log),
+  };
+  if (only) {
+    for (const name of only) if (name in runs) await runs[name as keyof typeof runs]();
+    dispose(judgeParams);
+    return `trained ${['teacher', ...only].join(', ')} in ${o.out}`;
+  }
+  const sct = await runs.sct();
+  const scd = await runs.scd();
+
+  o.log(`embedding ${o.samples} real test images`);
+  const ref = await realImages(source, 'test', o.samples, pool);
+  const refF = await features(judge, judgeParams, ref);
+  const shape = ref.shape.slice(1);
+  const real = await realImages(source, 'train', o.samples, pool);
+  const realF = await features(judge, judgeParams, real);
+  dispose([ref, real]);
+  const d = judge.config.hidden;
+  const fd = (f: Float32Array) => frechetDistance(f, o.samples, refF, o.samples, d);
+
+  const rows: string[] = [`| real training images (the floor at this sample size) | ${fd(realF).toFixed(2)} | | |`];
+  const evalRow = async (label: string, ckpt: string, samplers: (SampleSpec['sampler'] | null)[]) => {
+    const trained = await loadTrained(ckpt, 'ema', o.backend);
+    const cells: string[] = [];
+    for (const s of samplers) {
+      if (!s) { cells.push(''); continue; }
+      const t0 = Date.now();
+      const x = sampleMany(trained, shape, o.samples, s, 7);
+      const v = fd(await features(judge, judgeParams, x));
+      x.dispose();
+      o.log(`  ${label} ${s.kind} ${'times' in s ? s.times.length - (s.kind === 'ddim' ? 1 : 0) : s.steps}: FD ${v.toFixed(2)} (${((Date.now() - t0) / 1000).toFixed(0)} s)`);
+      cells.push(v.toFixed(2));
+    }
+    dispose(trained.params);
+    rows.push(`| ${label} | ${cells.join(' | ')} |`);
+  };
+  await evalRow('diffusion teacher: DDIM 1 step, DDIM 2 steps, Heun ' + o.heunSteps + ` steps (NFE ${2 * o.heunSteps - 1})`, teacher, [{ kind: 'ddim', times: [T_MAX, 0] }, { kind: 'ddim', times: [T_MAX, T_MID, 0] }, { kind: 'heun', steps: o.heunSteps }]);
+  await evalRow('sCT (initialized from the teacher)', sct, [...CM, null]);
+  await evalRow('sCD (from the teacher)', scd, [...CM, null]);
+  dispose(judgeParams);
+
+  const res = pool === 1 ? '32×32' : '16×16 (2×2-averaged; enlarged 2× for the classifier, real images too)';
+  const table = [
+    `CIFAR-10 (${source}), ${res}, UNet "${o.model}", batch ${o.batch}: teacher ${o.teacherSteps} steps (RAdam lr ${o.teacherLr}), sCT and sCD ${o.steps} steps each (lr 1e-4, tangent warmup ${o.warmup}), EMA weights.`,
+    `Each cell: Fréchet distance between ${o.samples} samples and ${o.samples} real test images in the features of the CIFAR-10 classifier (${relative(process.cwd(), o.classifier)}; 128-wide penultimate layer). Not FID (no Inception network); lower is better.`,
+    '',
+    '| model | 1 step | 2 steps | many steps |',
+    '|---|---:|---:|---:|',
+    ...rows,
+  ].join('\n');
+  await mkdir(o.out, { recursive: true });
+  await writeFile(join(o.out, 'table.md'), table + '\n');
+  return table;
+}
