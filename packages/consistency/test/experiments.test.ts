@@ -1,0 +1,82 @@
+/**
+ * The RESULTS.md experiments end to end on tiny settings: the CIFAR-10 experiment (teacher,
+ * sCT, sCD, Fréchet distance in a classifier's features) on a synthetic CIFAR-10 folder,
+ * and the Fréchet distance itself on Gaussians with a known answer.
+ */
+import { describe, expect, test } from 'vitest';
+import { mkdtemp, mkdir, writeFile, rm, readdir } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import * as T from '@scm/tensor';
+import { Classifier, saveClassifier, type Params } from '@scm/nn';
+import { cifarExperiment } from '../src/cifar.js';
+import { frechetDistance } from '../src/digits.js';
+
+/** n CIFAR-10 records (label byte, then 3×32×32 pixel bytes) with smooth random images. */
+function cifarRecords(n: number, seed: number): Uint8Array {
+  const out = new Uint8Array(n * 3073);
+  let s = seed;
+  const rand = () => ((s = (s * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+  for (let i = 0; i < n; i++) {
+    out[i * 3073] = i % 10;
+    const [a, b, c] = [rand(), rand(), rand()];
+    for (let ch = 0; ch < 3; ch++)
+      for (let y = 0; y < 32; y++)
+        for (let x = 0; x < 32; x++) out[i * 3073 + 1 + ch * 1024 + y * 32 + x] = Math.floor(255 * (0.5 + 0.5 * Math.sin(a * x + b * y + c * ch * 3)));
+  }
+  return out;
+}
+
+describe('Fréchet distance', () => {
+  test('0 for one set against itself; |Δμ|² + (σ₁ − σ₂)²·d for isotropic Gaussians', () => {
+    const d = 3, n = 4000;
+    let s = 7;
+    const gauss = () => {
+      const u = ((s = (s * 1103515245 + 12345) % 2 ** 31) + 1) / 2 ** 31, v = ((s = (s * 1103515245 + 12345) % 2 ** 31) + 1) / 2 ** 31;
+      return Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * v);
+    };
+    const x = Float64Array.from({ length: n * d }, gauss);
+    expect(frechetDistance(x, n, x, n, d)).toBeCloseTo(0, 8);
+    // y = 2·z + (1, 0, 0): |Δμ|² = 1, covariance term d·(2 − 1)² = 3.
+    const y = Float64Array.from({ length: n * d }, (_, i) => 2 * gauss() + (i % d === 0 ? 1 : 0));
+    expect(frechetDistance(x, n, y, n, d)).toBeGreaterThan(3.6);
+    expect(frechetDistance(x, n, y, n, d)).toBeLessThan(4.4);
+  });
+});
+
+describe('scm experiment cifar', () => {
+  test('trains teacher, sCT and sCD, then tabulates 1- and 2-step Fréchet distances; --only trains just those', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'scm-cifar-'));
+    try {
+      const data = join(dir, 'cifar-10-batches-bin');
+      await mkdir(data);
+      await writeFile(join(data, 'data_batch_1.bin'), cifarRecords(24, 1));
+      await writeFile(join(data, 'test_batch.bin'), cifarRecords(16, 2));
+      T.setBackend('webasm');
+      const judge = new Classifier({ inChannels: 3, imageSize: 32, numClasses: 10, channels: [4], hidden: 6 });
+      const params = judge.init(T.random.key(3)) as Params;
+      const classifier = join(dir, 'judge.safetensors');
+      await saveClassifier(classifier, judge, params);
+      T.dispose(params);
+      const logs: string[] = [];
+      const o = {
+        out: join(dir, 'exp'), data: `cifar10@16:${data}`, classifier, model: 'mlp', backend: 'webasm' as const, batch: 4,
+        teacherSteps: 2, steps: 1, warmup: 1, teacherLr: 2e-4, samples: 12, heunSteps: 2, log: (l: string) => logs.push(l),
+      };
+      // --only sct: the teacher (needed) and sCT, no sCD, no table.
+      expect(await cifarExperiment(o, ['sct'])).toMatch(/trained teacher, sct/);
+      expect((await readdir(o.out)).sort()).toEqual(['sct', 'teacher']);
+      const table = await cifarExperiment(o);
+      const rows = table.split('\n').filter((l) => l.startsWith('| ') && !l.startsWith('| model'));
+      expect(rows.length).toBe(4);
+      // every cell a finite, non-negative distance; the floor (real vs real) the smallest
+      const cells = rows.map((r) => r.split('|').slice(2, -1).map((c) => c.trim()).filter(Boolean).map(Number));
+      expect(cells.map((c) => c.length)).toEqual([1, 3, 2, 2]);
+      for (const v of cells.flat()) expect(Number.isFinite(v) && v >= 0).toBe(true);
+      // Already-finished runs are not trained again.
+      expect(logs.filter((l) => l.startsWith('training ')).length).toBe(3);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  }, 300_000);
+});
