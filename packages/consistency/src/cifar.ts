@@ -85,17 +85,62 @@ function sampleMany(trained: Awaited<ReturnType<typeof loadTrained>>, shape: num
 
 const CM: SampleSpec['sampler'][] = [{ kind: 'cm', times: consistencyTimes(1) }, { kind: 'cm', times: consistencyTimes(2) }];
 
+/** The judge of CIFAR-10 samples: the classifier, and the features of n real test images. */
+export interface CifarJudge {
+  model: Classifier;
+  params: Params;
+  /** n: samples per distance (and real images in the reference) */
+  n: number;
+  /** the shape of one image the generators make, e.g. [3, 16, 16] */
+  shape: number[];
+  reference: Float32Array;
+  /** the distance between n real training images and the reference: the floor at this n */
+  floor: number;
+}
+
+/** Split `cifar10:PATH` / `cifar10@16:PATH` into the source and the pooling factor. */
+export function cifarData(data: string): { source: string; pool: number } {
+  const at = data.indexOf(':');
+  const kind = data.slice(0, at);
+  if (at < 0 || (kind !== 'cifar10' && kind !== 'cifar10@16')) throw new Error(`expected CIFAR-10 data as cifar10:PATH or cifar10@16:PATH, got "${data}"`);
+  return { source: data.slice(at + 1), pool: kind === 'cifar10' ? 1 : 2 };
+}
+
+export async function loadCifarJudge(classifier: string, data: string, n: number): Promise<CifarJudge> {
+  const { source, pool } = cifarData(data);
+  const { model, params } = await loadClassifier(classifier);
+  const ref = await realImages(source, 'test', n, pool);
+  const real = await realImages(source, 'train', n, pool);
+  const reference = await features(model, params, ref);
+  const floor = frechetDistance(await features(model, params, real), real.shape[0], reference, ref.shape[0], model.config.hidden);
+  const judge = { model, params, n: Math.min(ref.shape[0], real.shape[0]), shape: ref.shape.slice(1), reference, floor };
+  dispose([ref, real]);
+  return judge;
+}
+
+/** Fréchet distance of n samples of a run's EMA weights to the reference, for each sampler. */
+export async function judgeCifarRun(j: CifarJudge, ckpt: string, samplers: SampleSpec['sampler'][], seed = 7, log?: (l: string) => void): Promise<number[]> {
+  const trained = await loadTrained(ckpt, 'ema');
+  const out: number[] = [];
+  for (const s of samplers) {
+    const t0 = Date.now();
+    const x = sampleMany(trained, j.shape, j.n, s, seed);
+    const f = await features(j.model, j.params, x);
+    x.dispose();
+    out.push(frechetDistance(f, j.n, j.reference, j.n, j.model.config.hidden));
+    log?.(`  ${ckpt} ${s.kind} ${s.kind === 'heun' ? s.steps : s.times.length - (s.kind === 'ddim' ? 1 : 0)} steps: ${out.at(-1)!.toFixed(2)} (${((Date.now() - t0) / 1000).toFixed(0)} s)`);
+  }
+  dispose(trained.params);
+  return out;
+}
+
 /**
  * Train what is missing (teacher, then sCT and sCD), then the table. With `only`, train just
  * those runs (after the teacher) and stop: two processes can train sCT and sCD side by side.
  */
 export async function cifarExperiment(o: CifarOptions, only?: string[]): Promise<string> {
   await useBackend(o.backend);
-  const [kind, source] = [o.data.slice(0, o.data.indexOf(':')), o.data.slice(o.data.indexOf(':') + 1)];
-  if (kind !== 'cifar10' && kind !== 'cifar10@16') throw new Error(`scm experiment cifar: --data must be cifar10:PATH or cifar10@16:PATH, got "${o.data}"`);
-  const pool = kind === 'cifar10' ? 1 : 2;
-  const { model: judge, params: judgeParams } = await loadClassifier(o.classifier);
-
+  const { source, pool } = cifarData(o.data);
   const common: Partial<RunConfig> = { data: o.data, model: o.model, backend: o.backend, batch: o.batch, logEvery: 5, checkpointEvery: 25, sampleEvery: 100, heunSteps: o.heunSteps, evalSamples: 64 };
   const teacher = await ensureRun(join(o.out, 'teacher'), { ...defaultConfig('diffusion'), ...common, lr: o.teacherLr, steps: o.teacherSteps }, o.log);
   // The consistency models start from the teacher's EMA weights (paper §3.4); a short tangent warmup.
@@ -105,47 +150,25 @@ export async function cifarExperiment(o: CifarOptions, only?: string[]): Promise
   };
   if (only) {
     for (const name of only) if (name in runs) await runs[name as keyof typeof runs]();
-    dispose(judgeParams);
     return `trained ${['teacher', ...only].join(', ')} in ${o.out}`;
   }
   const sct = await runs.sct();
   const scd = await runs.scd();
 
   o.log(`embedding ${o.samples} real test images`);
-  const ref = await realImages(source, 'test', o.samples, pool);
-  const refF = await features(judge, judgeParams, ref);
-  const shape = ref.shape.slice(1);
-  const real = await realImages(source, 'train', o.samples, pool);
-  const realF = await features(judge, judgeParams, real);
-  dispose([ref, real]);
-  const d = judge.config.hidden;
-  const fd = (f: Float32Array) => frechetDistance(f, o.samples, refF, o.samples, d);
-
-  const rows: string[] = [`| real training images (the floor at this sample size) | ${fd(realF).toFixed(2)} | | |`];
-  const evalRow = async (label: string, ckpt: string, samplers: (SampleSpec['sampler'] | null)[]) => {
-    const trained = await loadTrained(ckpt, 'ema', o.backend);
-    const cells: string[] = [];
-    for (const s of samplers) {
-      if (!s) { cells.push(''); continue; }
-      const t0 = Date.now();
-      const x = sampleMany(trained, shape, o.samples, s, 7);
-      const v = fd(await features(judge, judgeParams, x));
-      x.dispose();
-      o.log(`  ${label} ${s.kind} ${'times' in s ? s.times.length - (s.kind === 'ddim' ? 1 : 0) : s.steps}: FD ${v.toFixed(2)} (${((Date.now() - t0) / 1000).toFixed(0)} s)`);
-      cells.push(v.toFixed(2));
-    }
-    dispose(trained.params);
-    rows.push(`| ${label} | ${cells.join(' | ')} |`);
-  };
-  await evalRow('diffusion teacher: DDIM 1 step, DDIM 2 steps, Heun ' + o.heunSteps + ` steps (NFE ${2 * o.heunSteps - 1})`, teacher, [{ kind: 'ddim', times: [T_MAX, 0] }, { kind: 'ddim', times: [T_MAX, T_MID, 0] }, { kind: 'heun', steps: o.heunSteps }]);
-  await evalRow('sCT (initialized from the teacher)', sct, [...CM, null]);
-  await evalRow('sCD (from the teacher)', scd, [...CM, null]);
-  dispose(judgeParams);
+  const judge = await loadCifarJudge(o.classifier, o.data, o.samples);
+  const row = (label: string, v: number[]) => `| ${label} | ${[0, 1, 2].map((i) => (v[i] === undefined ? '' : v[i].toFixed(2))).join(' | ')} |`;
+  const rows = [row('real training images (the floor at this sample size)', [judge.floor])];
+  const teacherSamplers: SampleSpec['sampler'][] = [{ kind: 'ddim', times: [T_MAX, 0] }, { kind: 'ddim', times: [T_MAX, T_MID, 0] }, { kind: 'heun', steps: o.heunSteps }];
+  rows.push(row(`diffusion teacher: DDIM 1 step, DDIM 2 steps, Heun ${o.heunSteps} steps (NFE ${2 * o.heunSteps - 1})`, await judgeCifarRun(judge, teacher, teacherSamplers, 7, o.log)));
+  rows.push(row('sCT (initialized from the teacher)', await judgeCifarRun(judge, sct, CM, 7, o.log)));
+  rows.push(row('sCD (from the teacher)', await judgeCifarRun(judge, scd, CM, 7, o.log)));
+  dispose(judge.params);
 
   const res = pool === 1 ? '32×32' : '16×16 (2×2-averaged; enlarged 2× for the classifier, real images too)';
   const table = [
     `CIFAR-10 (${source}), ${res}, UNet "${o.model}", batch ${o.batch}: teacher ${o.teacherSteps} steps (RAdam lr ${o.teacherLr}), sCT and sCD ${o.steps} steps each (lr 1e-4, tangent warmup ${o.warmup}), EMA weights.`,
-    `Each cell: Fréchet distance between ${o.samples} samples and ${o.samples} real test images in the features of the CIFAR-10 classifier (${relative(process.cwd(), o.classifier)}; 128-wide penultimate layer). Not FID (no Inception network); lower is better.`,
+    `Each cell: Fréchet distance between ${judge.n} samples and ${judge.n} real test images in the features of the CIFAR-10 classifier (${relative(process.cwd(), o.classifier)}; 128-wide penultimate layer). Not FID (no Inception network); lower is better.`,
     '',
     '| model | 1 step | 2 steps | many steps |',
     '|---|---:|---:|---:|',

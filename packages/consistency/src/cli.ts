@@ -16,7 +16,7 @@ import { consistencyTimes, karrasTimes, initialNoise, sampleConsistency, sampleD
 import { sampleSpecs, toPointSet, saveScatterPng, displayImages, generate } from './evaluate.js';
 import { loadDigitJudge, scoreDigits, trainDigitClassifier, realDigits, evaluateDigitsRun } from './digits.js';
 import { slicedWasserstein2, meanNearestDistance } from './metrics.js';
-import { cifarExperiment } from './cifar.js';
+import { cifarExperiment, loadCifarJudge, judgeCifarRun } from './cifar.js';
 import { toyExperiment, ablationExperiment, gaussianExperiment, mnistExperiment, evaluateRun, type ExperimentOptions } from './experiments.js';
 
 const HELP = `scm — TrigFlow diffusion and continuous-time consistency models (sCT, sCD)
@@ -24,8 +24,9 @@ const HELP = `scm — TrigFlow diffusion and continuous-time consistency models 
 usage:
   scm train  [options]            train a model (diffusion teacher, sCT or sCD)
   scm sample --run DIR [options]  draw samples from a run's EMA weights (PNG grid or scatter plot)
-  scm eval   --run DIR [options]  sample quality: 2-D data (sliced W2, nearest-neighbour distances) or
-                                  MNIST (a digit classifier's confidence, class spread, feature FD)
+  scm eval   --run DIR [options]  sample quality: 2-D data (sliced W2, nearest-neighbour distances),
+                                  MNIST (a digit classifier's confidence, class spread, feature FD) or
+                                  CIFAR-10 (Fréchet distance in a CIFAR-10 classifier's features)
   scm report --run DIR            rebuild DIR/report.html from its metrics
   scm experiment toy|ablations|gaussian|mnist|digits|cifar [--data toy:NAME] [--steps N] [--teacher-train-steps N]
                  [--seeds N] [--only a,b] [--out DIR]
@@ -75,7 +76,8 @@ sample options:
 eval options:
   --samples N                     (default 4000 points, 1000 digits)
   --classifier PATH               MNIST runs: the digit classifier (default runs/mnist<size>-judge/,
-                                  trained by scm experiment digits [--data mnist:14])
+                                  trained by scm experiment digits [--data mnist:14]); CIFAR-10 runs:
+                                  the CIFAR-10 classifier (default: the committed one in assets/)
 `;
 
 const string = { type: 'string' as const };
@@ -224,11 +226,21 @@ async function evalDigits(v: Values, path: string, config: RunConfig): Promise<v
   console.log(JSON.stringify(result));
 }
 
+/** CIFAR-10 runs: Fréchet distance in the CIFAR-10 classifier's features (not FID), per sampler. */
+async function evalCifar(v: Values, path: string, config: RunConfig): Promise<void> {
+  const judge = await loadCifarJudge((v.classifier as string | undefined) ?? CIFAR_CLASSIFIER, config.data, num(v, 'samples', 1000, true));
+  const specs = v.steps ? [{ name: `${v.steps}step`, caption: '', sampler: { kind: 'cm' as const, times: consistencyTimes(num(v, 'steps', 1, true)) } }] : sampleSpecs(config);
+  const fds = await judgeCifarRun(judge, path, specs.map((s) => s.sampler), num(v, 'seed', 7, true));
+  dispose(judge.params);
+  console.log(JSON.stringify({ run: path, method: config.method, samples: judge.n, real_train_images: judge.floor, ...Object.fromEntries(specs.map((s, i) => [s.name, fds[i]])) }));
+}
+
 async function cmdEval(v: Values): Promise<void> {
   const path = runCheckpoint(v);
   const backend = v.backend as BackendName | undefined;
   if (backend) await useBackend(backend);
   const config = await readRunConfig(path);
+  if (config.data.startsWith('cifar10')) return evalCifar(v, path, config);
   if (!config.data.startsWith('toy')) return evalDigits(v, path, config);
   const n = num(v, 'samples', 4000, true);
   const seed = num(v, 'seed', 1, true);

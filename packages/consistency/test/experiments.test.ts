@@ -11,6 +11,7 @@ import * as T from '@scm/tensor';
 import { Classifier, saveClassifier, type Params } from '@scm/nn';
 import { cifarExperiment } from '../src/cifar.js';
 import { frechetDistance } from '../src/digits.js';
+import { main } from '../src/cli.js';
 
 /** n CIFAR-10 records (label byte, then 3×32×32 pixel bytes) with smooth random images. */
 function cifarRecords(n: number, seed: number): Uint8Array {
@@ -75,6 +76,19 @@ describe('scm experiment cifar', () => {
       for (const v of cells.flat()) expect(Number.isFinite(v) && v >= 0).toBe(true);
       // Already-finished runs are not trained again.
       expect(logs.filter((l) => l.startsWith('training ')).length).toBe(3);
+      // scm eval on a CIFAR-10 run: the same distances, as one JSON line.
+      const printed: string[] = [];
+      const log = console.log;
+      console.log = (...a: unknown[]) => void printed.push(a.join(' '));
+      try {
+        await main(['eval', '--run', join(o.out, 'sct'), '--classifier', classifier, '--samples', '12']);
+      } finally {
+        console.log = log;
+      }
+      const line = JSON.parse(printed.find((l) => l.startsWith('{'))!);
+      expect(line.samples).toBe(12);
+      expect(line['1step']).toBeCloseTo(cells[2][0], 1);
+      expect(line['2step']).toBeCloseTo(cells[2][1], 1);
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
