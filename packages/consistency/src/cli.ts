@@ -5,7 +5,7 @@
  */
 import { parseArgs } from 'node:util';
 import { mkdir, access, writeFile, readFile } from 'node:fs/promises';
-import { join, dirname } from 'node:path';
+import { join, dirname, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Tensor, random, tidy, dispose, clip, div, concat, type BackendName } from '@scm/tensor';
 import { saveImageGrid } from '@scm/nn';
@@ -14,7 +14,7 @@ import { train, loadTrained, readRunConfig, exportModel, CHECKPOINT } from './tr
 import { writeReport } from './runreport.js';
 import { consistencyTimes, karrasTimes, initialNoise, sampleConsistency, sampleDDIM, sampleHeun } from './samplers.js';
 import { sampleSpecs, toPointSet, saveScatterPng, displayImages, generate } from './evaluate.js';
-import { loadDigitJudge, scoreDigits, trainDigitClassifier, realDigits, evaluateDigitsRun } from './digits.js';
+import { loadDigitJudge, scoreDigits, trainDigitClassifier, realDigits, evaluateDigitsRun, defaultJudgePath } from './digits.js';
 import { slicedWasserstein2, meanNearestDistance } from './metrics.js';
 import { cifarExperiment, loadCifarJudge, judgeCifarRun } from './cifar.js';
 import { toyExperiment, ablationExperiment, gaussianExperiment, mnistExperiment, evaluateRun, type ExperimentOptions } from './experiments.js';
@@ -76,7 +76,8 @@ sample options:
 eval options:
   --samples N                     (default 4000 points, 1000 digits)
   --classifier PATH               MNIST runs: the digit classifier (default runs/mnist<size>-judge/,
-                                  trained by scm experiment digits [--data mnist:14]); CIFAR-10 runs:
+                                  trained by scm experiment digits [--data mnist:14], or for 14×14 the
+                                  committed one in assets/); CIFAR-10 runs:
                                   the CIFAR-10 classifier (default: the committed one in assets/)
 `;
 
@@ -212,7 +213,7 @@ async function cmdSample(v: Values): Promise<void> {
 async function evalDigits(v: Values, path: string, config: RunConfig): Promise<void> {
   if (!config.data.startsWith('mnist')) throw new Error('scm eval measures 2-D data and MNIST digits; for other images use scm sample and look at the grid');
   const size = config.data === 'mnist:14' ? 14 : 28;
-  const judgePath = (v.classifier as string | undefined) ?? join('runs', `mnist${size}-judge`, 'classifier.safetensors');
+  const judgePath = (v.classifier as string | undefined) ?? defaultJudgePath(size);
   if (!(await access(judgePath).then(() => true, () => false))) throw new Error(`no digit classifier at ${judgePath}: train one with scm experiment digits${size === 14 ? ' --data mnist:14' : ''} (or pass --classifier PATH)`);
   const judge = await loadDigitJudge(judgePath);
   const n = num(v, 'samples', 1000, true);
@@ -275,7 +276,7 @@ async function cmdStart(v: Values, argv: string[]): Promise<void> {
   if (!fromScratch && shipped) {
     warm = START_ASSET;
     await writeFile(join(dir, 'metrics.jsonl'), await readFile(START_ASSET.replace(/\.safetensors$/, '.metrics.jsonl'), 'utf8').catch(() => ''));
-    console.log(`continuing the committed ${shipped.method} model (${shipped.model} on ${shipped.data}, ${START_ASSET}) for ${minutes} min; npm start -- --from-scratch trains from nothing`);
+    console.log(`continuing the committed ${shipped.method} model (${shipped.model} on ${shipped.data}, ${relative(process.cwd(), START_ASSET)}) for ${minutes} min; npm start -- --from-scratch trains from nothing`);
   } else {
     console.log(`training ${cfg.method} (${cfg.model} on ${cfg.data}) from scratch for ${minutes} min${hasAsset ? '' : ' (no committed model found)'}`);
   }

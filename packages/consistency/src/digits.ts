@@ -8,6 +8,9 @@
  *    digits, |μ₁ − μ₂|² + tr(Σ₁ + Σ₂ − 2(Σ₁^½ Σ₂ Σ₁^½)^½).
  */
 import { Tensor, tidy, softmax, max, argmax, dispose, fromArray, random, clip, div, concat } from '@scm/tensor';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { loadTrained } from './train.js';
 import { buildData } from './setup.js';
 import { generate, type SampleSpec } from './evaluate.js';
@@ -25,6 +28,15 @@ export function mnistDataset(split: 'train' | 'test', size: 28 | 14): ImageDatas
         pixels[n * 196 + y * 14 + x] = Math.round((at(2 * y, 2 * x) + at(2 * y, 2 * x + 1) + at(2 * y + 1, 2 * x) + at(2 * y + 1, 2 * x + 1)) / 4);
       }
   return { ...ds, name: `${ds.name} 14×14`, height: 14, width: 14, pixels };
+}
+
+/** The committed 14×14 judge (trained by `scm experiment digits --data mnist:14`, 95.5 % test accuracy). */
+export const MNIST14_JUDGE = fileURLToPath(new URL('../assets/mnist14-judge.safetensors', import.meta.url));
+
+/** Where the judge for a size is: runs/mnist<size>-judge/ when trained here, else the committed 14×14 one. */
+export function defaultJudgePath(size: 28 | 14): string {
+  const trained = join('runs', `mnist${size}-judge`, 'classifier.safetensors');
+  return size === 14 && !existsSync(trained) ? MNIST14_JUDGE : trained;
 }
 
 /** Train the judge: conv 3×3 (32) → ReLU → pool → Linear(64) → Linear(10), a few epochs. */

@@ -24,7 +24,7 @@ import { readMetrics } from './runreport.js';
 import { T_MAX, T_MID } from './trigflow.js';
 import { gaussianScd, exactConsistencyCoefficient as gaussianCoefficient } from './analytic.js';
 import type { ScmOptions } from './scm.js';
-import { loadDigitJudge, evaluateDigitsRun, realDigits, scoreDigits, type DigitJudge } from './digits.js';
+import { loadDigitJudge, evaluateDigitsRun, realDigits, scoreDigits, defaultJudgePath, type DigitJudge } from './digits.js';
 
 export interface ExperimentOptions {
   out: string;
@@ -279,7 +279,7 @@ export async function ablationExperiment(o: ExperimentOptions, only?: string[]):
   let judge: DigitJudge | null = null;
   if (images) {
     const size = o.data === 'mnist:14' ? 14 : 28;
-    judge = await loadDigitJudge(o.classifier ?? join('runs', `mnist${size}-judge`, 'classifier.safetensors'));
+    judge = await loadDigitJudge(o.classifier ?? defaultJudgePath(size));
   }
   const evaluate = async (ckpt: string): Promise<Record<string, number>> => {
     if (!judge) return evaluateRun(ckpt, CM, o.evalSamples, 1);

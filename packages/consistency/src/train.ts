@@ -9,7 +9,7 @@
  * records and evaluation records), checkpoint.safetensors, samples/ and report.html.
  */
 import { mkdir, writeFile, appendFile, access, readFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { join, relative } from 'node:path';
 import { Tensor, random, tidy, dispose, memory, type random as R } from '@scm/tensor';
 import { adam, radam, emaHalflife, clipByGlobalNorm, saveCheckpoint, loadCheckpoint, readCheckpointMetadata, type Optimizer, type OptState, type EmaState, type Params } from '@scm/nn';
 import { buildData, buildModel, defaultConfig, useBackend, type Model, type RunConfig } from './setup.js';
@@ -155,7 +155,7 @@ export async function train(dir: string, cfgIn: RunConfig, io: RunIO, resume = f
     const params = tree.ema.params as Params;
     state = { step: tree.step, params, phi: tree.phi, opt: optimizer.init({ net: params, head: tree.phi }), ema: ema.init(params) };
     state.ema.nimg = tree.ema.nimg;
-    bar.log(`continuing from ${warmStart} (step ${state.step})`);
+    bar.log(`continuing from ${relative(process.cwd(), warmStart)} (step ${state.step})`);
   } else {
     const initFrom = cfg.method === 'scd' ? cfg.teacher : cfg.init;
     let params: Params;
