@@ -13,7 +13,7 @@ import { defaultConfig, buildData, useBackend, TOY_NAMES, MODEL_NAMES, type Meth
 import { train, loadTrained, readRunConfig, exportModel, CHECKPOINT } from './train.js';
 import { writeReport } from './runreport.js';
 import { consistencyTimes, karrasTimes, initialNoise, sampleConsistency, sampleDDIM, sampleHeun } from './samplers.js';
-import { sampleSpecs, toPointSet, saveScatterPng, displayImages, generate } from './evaluate.js';
+import { sampleSpecs, toPointSet, saveScatterPng, displayImages, generate, type SampleSpec } from './evaluate.js';
 import { loadDigitJudge, scoreDigits, trainDigitClassifier, realDigits, evaluateDigitsRun, defaultJudgePath } from './digits.js';
 import { slicedWasserstein2, meanNearestDistance } from './metrics.js';
 import { cifarExperiment, loadCifarJudge, judgeCifarRun } from './cifar.js';
@@ -75,6 +75,7 @@ sample options:
 
 eval options:
   --samples N                     (default 4000 points, 1000 digits)
+  --steps N | --times a,b,...     CIFAR-10 and MNIST runs: one consistency sampler instead of 1 and 2 steps
   --classifier PATH               MNIST runs: the digit classifier (default runs/mnist<size>-judge/,
                                   trained by scm experiment digits [--data mnist:14], or for 14×14 the
                                   committed one in assets/); CIFAR-10 runs:
@@ -183,7 +184,7 @@ async function cmdSample(v: Values): Promise<void> {
   const data = await buildData(trained.config);
   const sampler = choice(v, 'sampler', ['cm', 'heun', 'ddim'], trained.config.method === 'diffusion' ? 'heun' : 'cm');
   const steps = num(v, 'steps', sampler === 'cm' ? 1 : trained.config.heunSteps, true);
-  const times = v.times ? String(v.times).split(',').map(Number) : consistencyTimes(steps);
+  const times = v.times ? parseTimes(String(v.times)) : consistencyTimes(steps);
   const n = num(v, 'n', data.kind === 'points' ? 2000 : 64, true);
   const key = random.key(num(v, 'seed', 0, true));
   const [kz, kr] = random.split(key);
@@ -218,7 +219,7 @@ async function evalDigits(v: Values, path: string, config: RunConfig): Promise<v
   const judge = await loadDigitJudge(judgePath);
   const n = num(v, 'samples', 1000, true);
   const seed = num(v, 'seed', 1, true);
-  const specs = v.steps ? [{ name: `${v.steps}step`, caption: '', sampler: { kind: 'cm' as const, times: consistencyTimes(num(v, 'steps', 1, true)) } }] : sampleSpecs(config);
+  const specs = evalSpecs(v, config);
   const real = realDigits(size, n);
   const result: Record<string, unknown> = { run: path, method: config.method, samples: n, real_train_digits: await scoreDigits(judge, real) };
   real.dispose();
@@ -227,10 +228,24 @@ async function evalDigits(v: Values, path: string, config: RunConfig): Promise<v
   console.log(JSON.stringify(result));
 }
 
+/** `--times a,b,...`: decreasing consistency times in (0, π/2). */
+function parseTimes(text: string): number[] {
+  const times = text.split(',').map(Number);
+  if (!times.length || times.some((t, i) => !(t > 0 && t <= Math.PI / 2) || (i > 0 && !(t < times[i - 1])))) throw new Error(`--times expects decreasing times in (0, π/2], got "${text}"`);
+  return times;
+}
+
+/** The samplers `scm eval` measures: --times, --steps N, or the method's defaults. */
+function evalSpecs(v: Values, config: RunConfig): SampleSpec[] {
+  if (v.times) return [{ name: `times:${v.times}`, caption: '', sampler: { kind: 'cm', times: parseTimes(String(v.times)) } }];
+  if (v.steps) return [{ name: `${v.steps}step`, caption: '', sampler: { kind: 'cm', times: consistencyTimes(num(v, 'steps', 1, true)) } }];
+  return sampleSpecs(config);
+}
+
 /** CIFAR-10 runs: Fréchet distance in the CIFAR-10 classifier's features (not FID), per sampler. */
 async function evalCifar(v: Values, path: string, config: RunConfig): Promise<void> {
   const judge = await loadCifarJudge((v.classifier as string | undefined) ?? CIFAR_CLASSIFIER, config.data, num(v, 'samples', 1000, true));
-  const specs = v.steps ? [{ name: `${v.steps}step`, caption: '', sampler: { kind: 'cm' as const, times: consistencyTimes(num(v, 'steps', 1, true)) } }] : sampleSpecs(config);
+  const specs = evalSpecs(v, config);
   const fds = await judgeCifarRun(judge, path, specs.map((s) => s.sampler), num(v, 'seed', 7, true));
   dispose(judge.params);
   console.log(JSON.stringify({ run: path, method: config.method, samples: judge.n, real_train_images: judge.floor, ...Object.fromEntries(specs.map((s, i) => [s.name, fds[i]])) }));

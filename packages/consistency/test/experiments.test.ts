@@ -14,6 +14,7 @@ import { cifarExperiment } from '../src/cifar.js';
 import { frechetDistance, loadDigitJudge, realDigits, scoreDigits, evaluateDigitsRun, MNIST14_JUDGE } from '../src/digits.js';
 import { main, START_ASSET } from '../src/cli.js';
 import { consistencyTimes } from '../src/samplers.js';
+import { T_MAX, T_MID } from '../src/trigflow.js';
 
 /** n CIFAR-10 records (label byte, then 3×32×32 pixel bytes) with smooth random images. */
 function cifarRecords(n: number, seed: number): Uint8Array {
@@ -91,6 +92,16 @@ describe('scm experiment cifar', () => {
       expect(line.samples).toBe(12);
       expect(line['1step']).toBeCloseTo(cells[2][0], 1);
       expect(line['2step']).toBeCloseTo(cells[2][1], 1);
+      // --times: the 2-step sampler written out (T, t_mid) gives the same number.
+      printed.length = 0;
+      console.log = (...a: unknown[]) => void printed.push(a.join(' '));
+      try {
+        await main(['eval', '--run', join(o.out, 'sct'), '--classifier', classifier, '--samples', '12', '--times', `${T_MAX},${T_MID}`]);
+        await expect(main(['eval', '--run', join(o.out, 'sct'), '--times', '0.5,1.1'])).rejects.toThrow(/--times expects decreasing times/);
+      } finally {
+        console.log = log;
+      }
+      expect(JSON.parse(printed.find((l) => l.startsWith('{'))!)[`times:${T_MAX},${T_MID}`]).toBeCloseTo(cells[2][1], 1);
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
