@@ -15,6 +15,7 @@ import { frechetDistance, loadDigitJudge, realDigits, scoreDigits, evaluateDigit
 import { main, START_ASSET } from '../src/cli.js';
 import { consistencyTimes } from '../src/samplers.js';
 import { T_MAX, T_MID } from '../src/trigflow.js';
+import { captureOutput } from './helpers.js';
 
 /** n CIFAR-10 records (label byte, then 3×32×32 pixel bytes) with smooth random images. */
 function cifarRecords(n: number, seed: number): Uint8Array {
@@ -80,28 +81,15 @@ describe('scm experiment cifar', () => {
       // Already-finished runs are not trained again.
       expect(logs.filter((l) => l.startsWith('training ')).length).toBe(3);
       // scm eval on a CIFAR-10 run: the same distances, as one JSON line.
-      const printed: string[] = [];
-      const log = console.log;
-      console.log = (...a: unknown[]) => void printed.push(a.join(' '));
-      try {
-        await main(['eval', '--run', join(o.out, 'sct'), '--classifier', classifier, '--samples', '12']);
-      } finally {
-        console.log = log;
-      }
+      const printed = await captureOutput(() => main(['eval', '--run', join(o.out, 'sct'), '--classifier', classifier, '--samples', '12']));
       const line = JSON.parse(printed.find((l) => l.startsWith('{'))!);
       expect(line.samples).toBe(12);
       expect(line['1step']).toBeCloseTo(cells[2][0], 1);
       expect(line['2step']).toBeCloseTo(cells[2][1], 1);
       // --times: the 2-step sampler written out (T, t_mid) gives the same number.
-      printed.length = 0;
-      console.log = (...a: unknown[]) => void printed.push(a.join(' '));
-      try {
-        await main(['eval', '--run', join(o.out, 'sct'), '--classifier', classifier, '--samples', '12', '--times', `${T_MAX},${T_MID}`]);
-        await expect(main(['eval', '--run', join(o.out, 'sct'), '--times', '0.5,1.1'])).rejects.toThrow(/--times expects decreasing times/);
-      } finally {
-        console.log = log;
-      }
-      expect(JSON.parse(printed.find((l) => l.startsWith('{'))!)[`times:${T_MAX},${T_MID}`]).toBeCloseTo(cells[2][1], 1);
+      const timed = await captureOutput(() => main(['eval', '--run', join(o.out, 'sct'), '--classifier', classifier, '--samples', '12', '--times', `${T_MAX},${T_MID}`]));
+      await expect(main(['eval', '--run', join(o.out, 'sct'), '--times', '0.5,1.1'])).rejects.toThrow(/--times expects decreasing times/);
+      expect(JSON.parse(timed.find((l) => l.startsWith('{'))!)[`times:${T_MAX},${T_MID}`]).toBeCloseTo(cells[2][1], 1);
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
@@ -132,20 +120,13 @@ describe('the committed models', () => {
 
   test('scm start continues the committed model', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'scm-start-'));
-    const printed: string[] = [];
-    const log = console.log;
-    const write = process.stdout.write.bind(process.stdout);
-    console.log = (...a: unknown[]) => void printed.push(a.join(' '));
-    (process.stdout as { write: unknown }).write = (s: string) => (printed.push(s), true);
     try {
-      await main(['start', '--steps', '1501', '--out', dir]);
+      const printed = await captureOutput(() => main(['start', '--steps', '1501', '--out', dir]));
       expect(printed.join('\n')).toMatch(/continuing the committed sct model \(nano on mnist:14/);
       const steps = (await readFile(join(dir, 'metrics.jsonl'), 'utf8')).trim().split('\n').map((l) => JSON.parse(l)).filter((r) => r.kind === 'train').map((r) => r.step);
       expect(Math.max(...steps)).toBeGreaterThan(1500);
       await readFile(join(dir, 'report.html'), 'utf8');
     } finally {
-      console.log = log;
-      (process.stdout as { write: unknown }).write = write;
       await rm(dir, { recursive: true, force: true });
     }
   }, 300_000);

@@ -37,3 +37,19 @@ export function maxAbs(x: T.Tensor): number {
 export function maxAbsDiff(a: T.Tensor, b: T.Tensor): number {
   return T.tidy(() => maxAbs(T.sub(a, b)));
 }
+
+/** Run `f` with console.log and process.stdout captured; returns what they printed (one entry per call). */
+export async function captureOutput(f: () => Promise<void>): Promise<string[]> {
+  const printed: string[] = [];
+  const log = console.log;
+  const write = process.stdout.write.bind(process.stdout);
+  console.log = (...a: unknown[]) => void printed.push(a.join(' '));
+  (process.stdout as { write: unknown }).write = (s: string) => (printed.push(s), true);
+  try {
+    await f();
+  } finally {
+    console.log = log;
+    (process.stdout as { write: unknown }).write = write;
+  }
+  return printed;
+}

@@ -7,6 +7,7 @@ import { slicedWasserstein2, w2Squared1d, moments, meanNearestDistance } from '.
 import { ProgressBar, formatDuration, formatProgress } from '../src/progress.js';
 import { lineChartSvg, renderReport } from '../src/report.js';
 import { configFromFlags, main } from '../src/cli.js';
+import { captureOutput } from './helpers.js';
 
 describe('sliced Wasserstein-2', () => {
   const pts = (xy: number[]) => ({ data: xy, n: xy.length / 2, d: 2 });
@@ -95,27 +96,22 @@ describe('command line', () => {
 
   test('train, sample, eval and report on a toy run', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'scm-cli-'));
-    const logs: string[] = [];
-    const log = console.log;
-    const write = process.stdout.write.bind(process.stdout);
-    console.log = (...a: unknown[]) => void logs.push(a.join(' '));
-    (process.stdout as { write: unknown }).write = (s: string) => (logs.push(s), true);
     try {
       const run = join(dir, 'run');
-      await main(['train', '--method', 'sct', '--data', 'toy:checkerboard', '--steps', '4', '--batch', '32', '--hidden', '16', '--depth', '2', '--backend', 'cpu', '--out', run, '--sample-every', '100', '--eval-samples', '128']);
-      await main(['sample', '--run', run, '--steps', '2', '--n', '100']);
-      await access(join(run, 'samples', 'sample-2step.png'));
-      await main(['eval', '--run', run, '--samples', '200']);
+      const logs = await captureOutput(async () => {
+        await main(['train', '--method', 'sct', '--data', 'toy:checkerboard', '--steps', '4', '--batch', '32', '--hidden', '16', '--depth', '2', '--backend', 'cpu', '--out', run, '--sample-every', '100', '--eval-samples', '128']);
+        await main(['sample', '--run', run, '--steps', '2', '--n', '100']);
+        await access(join(run, 'samples', 'sample-2step.png'));
+        await main(['eval', '--run', run, '--samples', '200']);
+        await main(['report', '--run', run]);
+      });
       const evalLine = JSON.parse(logs.find((l) => l.startsWith('{"run"'))!);
       expect(Number.isFinite(evalLine['1step'])).toBe(true);
       expect(Number.isFinite(evalLine['2step_nn'])).toBe(true);
       expect(evalLine.data_vs_data.sw2).toBeLessThan(evalLine['1step']);
-      await main(['report', '--run', run]);
       expect(await readFile(join(run, 'report.html'), 'utf8')).toContain('sct on toy:checkerboard');
       await expect(main(['bogus'])).rejects.toThrow(/unknown command/);
     } finally {
-      console.log = log;
-      (process.stdout as { write: unknown }).write = write;
       await rm(dir, { recursive: true, force: true });
     }
   });
