@@ -12,14 +12,14 @@
  */
 import { writeFile, mkdir } from 'node:fs/promises';
 import { join, relative } from 'node:path';
-import { Tensor, tidy, dispose, fromArray, clip, slice, upsampleNearest, avgPool2d, random, concat } from '@scm/tensor';
+import { Tensor, tidy, dispose, clip, slice, upsampleNearest, avgPool2d } from '@scm/tensor';
 import { loadCifar10, loadClassifier, type Classifier, type Params } from '@scm/nn';
 import { defaultConfig, useBackend, type RunConfig } from './setup.js';
 import { loadTrained } from './train.js';
-import { generate, type SampleSpec } from './evaluate.js';
+import { generateMany, type SampleSpec } from './evaluate.js';
 import { consistencyTimes } from './samplers.js';
 import { T_MAX, T_MID } from './trigflow.js';
-import { frechetDistance } from './digits.js';
+import { frechetDistance, evenlySpaced } from './digits.js';
 import { ensureRun } from './experiments.js';
 
 export interface CifarOptions {
@@ -59,28 +59,11 @@ async function features(model: Classifier, params: Params, images: Tensor, chunk
 
 /** n real images of a split (evenly spaced over it), averaged down by `pool`, in [−1, 1]. */
 async function realImages(source: string, split: 'train' | 'test', n: number, pool: number): Promise<Tensor> {
-  const ds = await loadCifar10(source, split);
-  const count = Math.min(n, ds.count);
-  const per = ds.channels * ds.height * ds.width;
-  const px = new Float32Array(count * per);
-  for (let k = 0; k < count; k++) {
-    const i = Math.floor((k * ds.count) / count);
-    for (let q = 0; q < per; q++) px[k * per + q] = ds.pixels[i * per + q] / 127.5 - 1;
-  }
-  const x = fromArray(px, [count, ds.channels, ds.height, ds.width]);
+  const x = evenlySpaced(await loadCifar10(source, split), n);
   if (pool === 1) return x;
   const y = avgPool2d(x, pool);
   x.dispose();
   return y;
-}
-
-/** Generate n samples in chunks (bounded memory). */
-function sampleMany(trained: Awaited<ReturnType<typeof loadTrained>>, shape: number[], n: number, spec: SampleSpec['sampler'], seed: number, chunk = 250): Tensor {
-  const parts: Tensor[] = [];
-  for (let i = 0; i < n; i += chunk) parts.push(generate(trained.net, trained.params, shape, Math.min(chunk, n - i), spec, random.foldIn(random.key(seed), i), trained.config.sigmaD));
-  const all = parts.length === 1 ? parts[0] : concat(parts, 0);
-  if (parts.length > 1) dispose(parts);
-  return all;
 }
 
 const CM: SampleSpec['sampler'][] = [{ kind: 'cm', times: consistencyTimes(1) }, { kind: 'cm', times: consistencyTimes(2) }];
@@ -124,7 +107,7 @@ export async function judgeCifarRun(j: CifarJudge, ckpt: string, samplers: Sampl
   const out: number[] = [];
   for (const s of samplers) {
     const t0 = Date.now();
-    const x = sampleMany(trained, j.shape, j.n, s, seed);
+    const x = generateMany(trained.net, trained.params, j.shape, j.n, s, seed, trained.config.sigmaD, 250);
     const f = await features(j.model, j.params, x);
     x.dispose();
     out.push(frechetDistance(f, j.n, j.reference, j.n, j.model.config.hidden));

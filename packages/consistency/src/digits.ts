@@ -7,14 +7,14 @@
  *  - FD: the Fréchet distance between classifier features of samples and of held-out
  *    digits, |μ₁ − μ₂|² + tr(Σ₁ + Σ₂ − 2(Σ₁^½ Σ₂ Σ₁^½)^½).
  */
-import { Tensor, tidy, softmax, max, argmax, dispose, fromArray, random, clip, div, concat } from '@scm/tensor';
+import { Tensor, tidy, softmax, max, argmax, dispose, clip, div } from '@scm/tensor';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { loadTrained } from './train.js';
 import { buildData } from './setup.js';
-import { generate, type SampleSpec } from './evaluate.js';
-import { Classifier, loadClassifier, trainClassifier, loadMnist, type ImageDataset, type Params } from '@scm/nn';
+import { generateMany, type SampleSpec } from './evaluate.js';
+import { Classifier, loadClassifier, trainClassifier, loadMnist, imagesToTensor, type ImageDataset, type Params } from '@scm/nn';
 
 /** MNIST at 28×28 or averaged over 2×2 blocks to 14×14, as uint8 pixels. */
 export function mnistDataset(split: 'train' | 'test', size: 28 | 14): ImageDataset {
@@ -146,15 +146,8 @@ async function judgeBatch(j: Pick<DigitJudge, 'model' | 'params'>, images: Tenso
 export async function loadDigitJudge(path: string, n = 1000): Promise<DigitJudge> {
   const { model, params } = await loadClassifier(path);
   const size = model.config.imageSize as 28 | 14;
-  const test = mnistDataset('test', size);
-  const count = Math.min(n, test.count);
-  const px = new Float32Array(count * size * size);
-  // an evenly spaced subset of the (class-grouped) test split
-  for (let k = 0; k < count; k++) {
-    const i = Math.floor((k * test.count) / count);
-    for (let q = 0; q < size * size; q++) px[k * size * size + q] = test.pixels[i * size * size + q] / 127.5 - 1;
-  }
-  const x = fromArray(px, [count, 1, size, size]);
+  const x = evenlySpaced(mnistDataset('test', size), n);
+  const count = x.shape[0];
   const r = await judgeBatch({ model, params }, x);
   x.dispose();
   return { model, params, reference: { features: r.features, count, confident: fraction(r.top, (v) => v >= 0.9) } };
@@ -174,14 +167,16 @@ export interface DigitScores {
 
 /** n training digits (evenly spaced over the split) as a tensor in [−1, 1]: the real-data row of a table. */
 export function realDigits(size: 28 | 14, n: number): Tensor {
-  const train = mnistDataset('train', size);
-  const count = Math.min(n, train.count);
-  const px = new Float32Array(count * size * size);
-  for (let k = 0; k < count; k++) {
-    const i = Math.floor((k * train.count) / count);
-    for (let q = 0; q < size * size; q++) px[k * size * size + q] = train.pixels[i * size * size + q] / 127.5 - 1;
-  }
-  return fromArray(px, [count, 1, size, size]);
+  return evenlySpaced(mnistDataset('train', size), n);
+}
+
+/**
+ * min(n, count) images evenly spaced over a dataset (so every class of a class-grouped split
+ * is represented), as a [N, C, H, W] tensor in [−1, 1].
+ */
+export function evenlySpaced(ds: ImageDataset, n: number): Tensor {
+  const count = Math.min(n, ds.count);
+  return imagesToTensor(ds, Array.from({ length: count }, (_, k) => Math.floor((k * ds.count) / count)));
 }
 
 /** Judge generated images [N, 1, S, S] with values in [−1, 1]. */
@@ -200,14 +195,9 @@ export async function evaluateDigitsRun(j: DigitJudge, ckpt: string, specs: Samp
   const data = await buildData(trained.config);
   const out: Record<string, DigitScores> = {};
   for (const spec of specs) {
-    const parts: Tensor[] = [];
-    for (let start = 0; start < n; start += 100) {
-      const x = generate(trained.net, trained.params, data.sampleShape, Math.min(100, n - start), spec.sampler, random.foldIn(random.key(seed), start), trained.config.sigmaD);
-      parts.push(tidy(() => clip(div(x, data.range), -1, 1)));
-      x.dispose();
-    }
-    const all = parts.length === 1 ? parts[0] : concat(parts, 0);
-    if (parts.length > 1) dispose(parts);
+    const x = generateMany(trained.net, trained.params, data.sampleShape, n, spec.sampler, seed, trained.config.sigmaD, 100);
+    const all = tidy(() => clip(div(x, data.range), -1, 1));
+    x.dispose();
     out[spec.name] = await scoreDigits(j, all);
     all.dispose();
   }

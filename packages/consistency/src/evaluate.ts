@@ -5,7 +5,7 @@
  * Wasserstein-2 distance to fresh data samples.
  */
 import { join } from 'node:path';
-import { Tensor, random, tidy, clip, div, fromArray, upsampleNearest } from '@scm/tensor';
+import { Tensor, random, tidy, clip, div, fromArray, upsampleNearest, concat, dispose } from '@scm/tensor';
 import { saveImageGrid, type Params } from '@scm/nn';
 import { consistencyTimes, initialNoise, karrasTimes, sampleConsistency, sampleDDIM, sampleHeun } from './samplers.js';
 import { slicedWasserstein2, type PointSet } from './metrics.js';
@@ -47,6 +47,19 @@ export function generate(net: NetFn<Params>, params: Params, shape: number[], n:
       : sampleHeun(net, params, z, karrasTimes(spec.steps, sigmaD), sigmaD);
   z.dispose();
   return out;
+}
+
+/**
+ * n samples drawn `chunk` at a time (bounded memory); chunk k's noise comes from
+ * foldIn(key(seed), its first index), so a sample depends on the seed and the chunk size only.
+ */
+export function generateMany(net: NetFn<Params>, params: Params, shape: number[], n: number, spec: SampleSpec['sampler'], seed: number, sigmaD: number, chunk: number): Tensor {
+  const parts: Tensor[] = [];
+  for (let i = 0; i < n; i += chunk) parts.push(generate(net, params, shape, Math.min(chunk, n - i), spec, random.foldIn(random.key(seed), i), sigmaD));
+  if (parts.length === 1) return parts[0];
+  const all = concat(parts, 0);
+  dispose(parts);
+  return all;
 }
 
 /** Images for display: back to [−1, 1], clipped, small ones enlarged (nearest) to at least 28 pixels. */

@@ -9,11 +9,12 @@ import {
   type ImageDataset, type Params,
 } from '@scm/nn';
 import { SIGMA_D, withTimeTransform, type NetFn, type TimeTransform } from './trigflow.js';
-import { defaultScmOptions, type TangentNormalization } from './scm.js';
+import { defaultScmOptions, type ScmOptions } from './scm.js';
 
 export type Method = 'diffusion' | 'sct' | 'scd';
 
-export interface RunConfig {
+/** A run: Algorithm 1's options (the time proposal and the sCM switches, see ScmOptions) and the rest. */
+export interface RunConfig extends Omit<ScmOptions, 'method'> {
   method: Method;
   data: string;
   model: string;
@@ -21,7 +22,6 @@ export interface RunConfig {
   batch: number;
   seed: number;
   backend: BackendName;
-  sigmaD: number;
   // optimizer
   optimizer: 'adam' | 'radam';
   lr: number;
@@ -33,17 +33,6 @@ export interface RunConfig {
   emaHalflifeKimg: number;
   emaRampup: number | null;
   dropout: number;
-  // time proposal: log(σ_d tan t) ~ N(pMean, pStd²)
-  pMean: number;
-  pStd: number;
-  // sCM (Algorithm 1) switches
-  warmupIters: number;
-  normalization: TangentNormalization;
-  normC: number;
-  adaptiveWeighting: boolean;
-  extraInvSigmaWeight: boolean;
-  tangent: 'jvp' | 'fd';
-  fdSteps: number;
   // network conditioning (ablation: 'edm' + 'fourier')
   timeTransform: TimeTransform;
   timeEmbedding: 'positional' | 'fourier';
