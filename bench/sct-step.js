@@ -18,6 +18,8 @@
  *   --warmup [1]  --reps [3]  --config-budget-s [60]  --deadline-s (skip what would start later)
  *   --memory-steps N --memory-config [nano:32]             N steps in a row: live tensors, buffers, host
  *                                                          RSS and GPU memory (nvidia-smi) stay flat?
+ *   --profile                                              our step only (first preset and batch): time and
+ *                                                          calls per primitive
  *   --image-size [32] (smaller only to check the scripts end to end on a slow device)  --json FILE
  *
  * What is timed, for every implementation alike (wall clock, and this process's CPU time):
@@ -499,12 +501,54 @@ async function main() {
   const matmul = flag('--matmul');
   if (matmul) {
     await matmulMode(Number(matmul));
+  } else if (argv.includes('--profile')) {
+    await profileMode();
+    return;
   } else {
     await sctMode();
   }
   console.log(`\nload average at the end: ${loadavg().map((v) => v.toFixed(1)).join(', ')}; total ${((performance.now() - started) / 1000).toFixed(0)} s\n`);
   printTable();
   if (opts.json) writeFileSync(opts.json, JSON.stringify(records, null, 2) + '\n');
+}
+
+/**
+ * --profile: where our step's time goes, by primitive. One warm-up step, then --reps steps
+ * with every kernel call timed (the backend's run, synchronous on webasm and cpu: the
+ * copies in and out of GPU.js included); the rest of the step is our op path in JS.
+ */
+async function profileMode() {
+  const preset = opts.presets[0], batch = opts.batches[0];
+  const params0 = T.tidy(() => makeUnet(preset).init(T.random.key(0)));
+  const trainer = oursTrainer(preset, batch, params0);
+  await trainer.fns.step();
+  const be = T.getBackendInstance(backend);
+  const run = be.run.bind(be);
+  const byPrim = new Map();
+  be.run = (prim, inputs, avals, params, out) => {
+    const t0 = performance.now();
+    const r = run(prim, inputs, avals, params, out);
+    const e = byPrim.get(prim.name) ?? { calls: 0, ms: 0, cells: 0 };
+    e.calls++;
+    e.ms += performance.now() - t0;
+    e.cells += out.shape.reduce((a, b) => a * b, 1);
+    byPrim.set(prim.name, e);
+    return r;
+  };
+  const t0 = performance.now();
+  for (let i = 0; i < opts.reps; i++) await trainer.fns.step();
+  const stepMs = (performance.now() - t0) / opts.reps;
+  be.run = run;
+  trainer.dispose();
+  T.dispose(params0);
+  const rows = [...byPrim.entries()].sort((a, b) => b[1].ms - a[1].ms);
+  const kernelMs = rows.reduce((a, [, e]) => a + e.ms, 0) / opts.reps;
+  const calls = rows.reduce((a, [, e]) => a + e.calls, 0) / opts.reps;
+  console.log(`\n${ourImpl} ${caseBase(preset, batch)}: ${stepMs.toFixed(0)} ms per step, ${(batch / stepMs * 1000).toFixed(2)} images/s; ${calls.toFixed(0)} kernel calls taking ${kernelMs.toFixed(0)} ms (${(100 * kernelMs / stepMs).toFixed(0)} %), the rest in JS\n`);
+  console.log(`${'primitive'.padEnd(20)}${'calls/step'.padStart(12)}${'ms/step'.padStart(10)}${'share'.padStart(8)}${'Mcells/step'.padStart(13)}`);
+  for (const [name, e] of rows) {
+    console.log(`${name.padEnd(20)}${(e.calls / opts.reps).toFixed(0).padStart(12)}${(e.ms / opts.reps).toFixed(1).padStart(10)}${`${(100 * e.ms / opts.reps / stepMs).toFixed(1)}%`.padStart(8)}${(e.cells / opts.reps / 1e6).toFixed(2).padStart(13)}`);
+  }
 }
 
 /** The presets and batches an implementation runs (its own lists, else the common ones). */

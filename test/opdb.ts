@@ -692,7 +692,7 @@ const gelu = (v: number) => 0.5 * v * (1 + O.erf(v / Math.SQRT2));
 const softplus = (v: number) => Math.log(1 + Math.exp(v));
 const composites: [string, string[], Domain, (x: Tensor) => Tensor, (v: number) => number, Partial<OpInfo>?][] = [
   ['gelu', ['erf', 'mul', 'add'], 'any', T.gelu, gelu, { float32: { atol: 3e-7, reason: 'float32 erf is Abramowitz-Stegun 7.1.26, |error| < 1.5e-7' } }],
-  ['silu', ['sigmoid', 'mul'], 'any', T.silu, (v) => v / (1 + Math.exp(-v))],
+  ['silu', ['fused'], 'any', T.silu, (v) => v / (1 + Math.exp(-v))],
   ['softplus', ['greater', 'where', 'abs', 'exp', 'log1p'], 'awayFromKinks', T.softplus, softplus],
   ['relu', ['greater', 'where'], 'awayFromKinks', T.relu, (v) => Math.max(v, 0)],
   ['square', ['mul'], 'any', T.square, (v) => v * v],
@@ -702,6 +702,34 @@ const composites: [string, string[], Domain, (x: Tensor) => Tensor, (v: number) 
 for (const [name, covers, domain, op, fn, extra] of composites) {
   add<NoParams>({ name, covers, category: 'composite', cases: unaryCases(domain), call: ([x]) => op(x), diff: [0], oracle: (c) => mapHost(c.inputs[0], fn), ...extra });
 }
+// Fused elementwise expressions (one kernel; derivatives are fused programs too). Between
+// them the programs use every op an expression may contain, over broadcast inputs.
+const fusedPrograms: [string, Domain[], (...x: T.Expr[]) => T.Expr, (...x: number[]) => number][] = [
+  // groupNorm's epilogue: seven inputs, so every VJP program (eight) is split in two kernels.
+  ['fuse.normalizeAffine', Array(7).fill('any'), (x, m, r, w, b, s, h) => x.sub(m).mul(r).mul(w).add(b).mul(s).add(h), (x, m, r, w, b, s, h) => ((x - m) * r * w + b) * s + h],
+  ['fuse.transcendental', ['any', 'any'],
+    (a, b) => a.exp().add(b.square()).log().mul(b.tanh()).add(a.sin().div(b.cos().add(2))).neg(),
+    (a, b) => -(Math.log(Math.exp(a) + b * b) * Math.tanh(b) + Math.sin(a) / (Math.cos(b) + 2))],
+  ['fuse.positive', ['any', 'positive'],
+    (a, c) => c.sqrt().mul(a.sigmoid()).sub(c.rsqrt().mul(a.expm1())).add(c.log1p().div(c.reciprocal().add(1))),
+    (a, c) => Math.sqrt(c) / (1 + Math.exp(-a)) - Math.expm1(a) / Math.sqrt(c) + Math.log1p(c) / (1 / c + 1)],
+  // Nine inputs (and eighteen in its JVP): wider than one kernel may be, so it is split.
+  ['fuse.wide', Array(9).fill('any'),
+    (...x) => x.slice(1).reduce((acc, v, k) => acc.mul(v.mul(0.5).tanh().add(k)), x[0]),
+    (...x) => x.slice(1).reduce((acc, v, k) => acc * (Math.tanh(v * 0.5) + k), x[0])],
+];
+for (const [name, domains, program, fn] of fusedPrograms) {
+  add<NoParams>({
+    name, covers: ['fused'], category: 'composite',
+    cases: broadcastShapesArb(domains.length).chain((shapes) => fc.tuple(...shapes.map((s, k) => tensorArb(s, { domain: domains[k] })))).map((inputs) => ({ inputs, params: none })),
+    call: (xs) => T.fuse(program, xs), diff: domains.map((_, k) => k),
+    oracle: (c) => {
+      const xs = c.inputs.map(host);
+      return O.build(O.broadcast(...xs.map((x) => x.shape)), (k) => fn(...xs.map((x) => O.getBroadcast(x, k))));
+    },
+  });
+}
+
 add<NoParams>({
   name: 'mT.flatten', covers: ['transpose', 'reshape'], category: 'composite', cases: unaryCases('any', shapeArb({ minRank: 2 })),
   call: ([x]) => [T.mT(x), T.flatten(x, 1)], diff: [0],

@@ -222,6 +222,6 @@ export class UNet extends Module<[Tensor, Tensor]> {
       h = block.apply(getChild(decP, name, 'UNet.dec'), h, emb, childCtx(ctx, `dec.${name}`));
     }
     const out = getChild(params, 'out', 'UNet');
-    return this.outConv.apply(getChild(out, 'conv', 'UNet.out'), silu(this.outNorm.apply(getChild(out, 'norm', 'UNet.out'), h)));
+    return this.outConv.apply(getChild(out, 'conv', 'UNet.out'), this.outNorm.applyWith(getChild(out, 'norm', 'UNet.out'), h, { silu: true }));
   }
 }

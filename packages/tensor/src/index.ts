@@ -15,3 +15,4 @@ export * from './ops.js';
 export * as random from './random.js';
 export { fromNdarray, toNdarray } from './interop.js';
 export { primitives } from './registry.js';
+export { Expr, FUSED_UNARY, FUSED_BINARY, type Instr, type FusedUnary, type FusedBinary } from './primitives/fused.js';

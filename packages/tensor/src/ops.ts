@@ -18,6 +18,7 @@ import { scatterAdd as scatterAddPrim, take as takePrim } from './primitives/gat
 import { matmul as matmulPrim } from './primitives/matmul.js';
 import * as conv from './primitives/conv.js';
 import type { ConvParams } from './primitives/conv.js';
+import { fused as fusedPrim, inputsRead, subprogram, trace as traceProgram, type Expr, type Instr } from './primitives/fused.js';
 
 export type TensorLike = Tensor | number;
 
@@ -184,12 +185,73 @@ export function where(cond: Tensor, a: TensorLike, b: TensorLike): Tensor {
 export const square = (x: Tensor) => mul(x, x);
 /** relu with relu'(0) = 0, as PyTorch and JAX (maximum(x, 0) would split the tie). */
 export const relu = (x: Tensor) => where(greater(x, 0), x, 0);
-export const silu = (x: Tensor) => mul(x, sigmoid(x));
+/** silu(x) = x · sigmoid(x), one fused kernel (its derivatives too). */
+export const silu = (x: Tensor) => fuse((v) => v.mul(v.sigmoid()), [x]);
 /** GELU, exact (erf) form as PyTorch's default. */
 export const gelu = (x: Tensor) => mul(mul(x, 0.5), add(erf(mul(x, Math.SQRT1_2)), 1));
 /** softplus(x) = log(1 + e^x), computed stably as max(x, 0) + log1p(e^-|x|). */
 export const softplus = (x: Tensor) => add(relu(x), log1p(exp(neg(abs(x)))));
 export const clip = (x: Tensor, lo: number, hi: number) => minimum(maximum(x, lo), hi);
+
+// ------------------------------ fused elementwise ---------------------------
+
+/**
+ * One kernel for an elementwise expression over broadcast inputs: `fn` gets one `Expr` per
+ * input and builds the result with its methods (add, sub, mul, div, square, neg, exp, log,
+ * log1p, expm1, sqrt, rsqrt, reciprocal, sin, cos, tanh, sigmoid; numbers are constants).
+ * The value is the op-by-op chain's, without its full-size intermediates; derivatives are
+ * fused kernels too (see primitives/fused.ts).
+ *
+ *   const y = fuse((x, m, r) => x.sub(m).mul(r), [x, mean, rstd]);
+ */
+export function fuse(fn: (...xs: Expr[]) => Expr | number, inputs: readonly Tensor[]): Tensor {
+  if (typeof fn !== 'function') throw new TensorError('fuse', `expected a function building the expression, got ${typeof fn}`);
+  checkFuseInputs(inputs);
+  return fuseProgram(traceProgram(fn, inputs.length), inputs);
+}
+
+function checkFuseInputs(inputs: readonly Tensor[]): void {
+  if (!Array.isArray(inputs) || inputs.length === 0 || !inputs.every((x) => x instanceof Tensor)) {
+    throw new TensorError('fuse', 'expected a non-empty list of Tensors as inputs');
+  }
+}
+
+/**
+ * At most this many inputs per fused kernel: WebGPU guarantees 8 storage buffers per
+ * shader stage, one of them the output. Wider programs (a JVP over many inputs) are split.
+ */
+const MAX_FUSED_INPUTS = 7;
+
+/** Apply a traced program (see fuse) to tensors; inputs the program does not read are not passed to the kernel. */
+export function fuseProgram(code: readonly Instr[], inputs: readonly Tensor[]): Tensor {
+  checkFuseInputs(inputs);
+  const shape = broadcastShapes('fuse', ...inputs.map((x) => x.shape));
+  let dtype = inputs.map((x) => x.dtype).reduce(promote);
+  if (!isFloat(dtype)) dtype = 'float32';
+  const y = applyProgram(code, inputs.map((x) => cast(x, dtype)));
+  return shapesEqual(y.shape, shape) ? y : broadcastTo(y, shape);
+}
+
+function applyProgram(code: readonly Instr[], args: readonly Tensor[]): Tensor {
+  // Without dead instructions (derivative programs re-emit primal ones they may not use),
+  // a program reads only the inputs it needs, and a wide one ends in an op.
+  code = subprogram(code, code.length - 1);
+  const read = inputsRead(code);
+  if (read.length > MAX_FUSED_INPUTS) {
+    // Too wide for one kernel: the operands of the last instruction first, then it.
+    const last = code[code.length - 1];
+    const operands = last.slice(1).map((id) => applyProgram(subprogram(code, id as number), args));
+    return bind(fusedPrim, operands, { code: operands.length === 1 ? [['in', 0], [last[0], 0]] : [['in', 0], ['in', 1], [last[0], 0, 1]] } as { code: Instr[] });
+  }
+  if (read.length < args.length) {
+    // A program that reads no input is a constant: it still needs one input for its shape.
+    const keep = read.length ? read : [0];
+    const at = new Map(keep.map((k, j) => [k, j]));
+    code = code.map((c) => (c[0] === 'in' ? (['in', at.get(c[1]) ?? 0] as const) : c));
+    args = keep.map((k) => args[k]);
+  }
+  return bind(fusedPrim, [...args], { code });
+}
 
 // ------------------------------ reductions ----------------------------------
 

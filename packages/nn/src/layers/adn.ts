@@ -9,7 +9,7 @@
  *  - 'scaleShift' (AdaGN, EDM's adaptive_scale): y = GN(x) ⊙ (1 + s) + b. The paper
  *    reports it diverges in CM training; kept for ablations.
  */
-import { TensorError, add, mul, reshape, split, type Tensor } from '@scm/tensor';
+import { TensorError, add, reshape, split, type Tensor } from '@scm/tensor';
 import type { Initializer } from '../init.js';
 import { Module, getChild, type Ctx, type Params, type SpecTree } from '../module.js';
 import { Linear } from './linear.js';
@@ -50,6 +50,11 @@ export class AdaptiveNorm extends Module<[Tensor, Tensor]> {
 
   /** x: [N, C, H, W], emb: [N, embChannels] -> [N, C, H, W]. */
   apply(params: Params, x: Tensor, emb: Tensor, _ctx?: Ctx): Tensor {
+    return this.applyWith(params, x, emb, false);
+  }
+
+  /** apply, with SiLU after it when `silu` (in the normalization's kernel). */
+  applyWith(params: Params, x: Tensor, emb: Tensor, silu: boolean): Tensor {
     const [N, C] = x.shape;
     if (x.ndim !== 4 || C !== this.channels) throw new TensorError('AdaptiveNorm', `expected input [N, ${this.channels}, H, W]`, [x.shape, emb.shape]);
     if (emb.ndim !== 2 || emb.shape[0] !== N || emb.shape[1] !== this.embChannels) {
@@ -57,11 +62,9 @@ export class AdaptiveNorm extends Module<[Tensor, Tensor]> {
     }
     const a = this.affine.apply(getChild(params, 'affine', 'AdaptiveNorm'), emb);
     const normP = getChild(params, 'norm', 'AdaptiveNorm');
-    const spatial = (v: Tensor) => reshape(v, [N, C, 1, 1]);
-    if (this.mode === 'additive') return this.norm.apply(normP, add(x, spatial(a)));
+    if (this.mode === 'additive') return this.norm.applyWith(normP, add(x, reshape(a, [N, C, 1, 1])), { silu });
     const [scale, shift] = split(a, 2, 1);
-    const h = this.norm.apply(normP, x);
-    if (this.mode === 'scaleShift') return add(mul(h, spatial(add(scale, 1))), spatial(shift));
-    return add(mul(h, spatial(pixelNorm(scale, 1, this.pnormEps))), spatial(pixelNorm(shift, 1, this.pnormEps)));
+    if (this.mode === 'scaleShift') return this.norm.applyWith(normP, x, { scale: add(scale, 1), shift, silu });
+    return this.norm.applyWith(normP, x, { scale: pixelNorm(scale, 1, this.pnormEps), shift: pixelNorm(shift, 1, this.pnormEps), silu });
   }
 }

@@ -2,7 +2,7 @@
  * Normalization layers, written as composites of tensor ops (their JVP and VJP come
  * from autodiff): GroupNorm, LayerNorm and PixelNorm.
  */
-import { TensorError, add, mean, mul, reshape, rsqrt, square, sub, type Tensor } from '@scm/tensor';
+import { TensorError, add, fuse, mean, mul, reshape, rsqrt, silu, square, sub, type Tensor } from '@scm/tensor';
 import { ones, zeros } from '../init.js';
 import { Module, getParam, param, type Ctx, type Params, type SpecTree } from '../module.js';
 
@@ -12,19 +12,50 @@ function standardize(x: Tensor, axes: number[], eps: number): Tensor {
   return mul(centered, rsqrt(add(mean(square(centered), axes, true), eps)));
 }
 
+/** What groupNorm applies after normalizing, in the same kernel. */
+export interface GroupNormEpilogue {
+  /** Per-sample, per-channel scale [N, C] (adaptive normalization), after the affine map. */
+  scale?: Tensor;
+  /** Per-sample, per-channel shift [N, C], after the scale. */
+  shift?: Tensor;
+  /** Apply SiLU last. */
+  silu?: boolean;
+}
+
 /**
  * Group normalization of x [N, C, ...]: statistics per sample over each group of
- * C / groups channels and all spatial positions; then y = x̂ · weight + bias per channel.
+ * C / groups channels and all spatial positions; then y = x̂ · weight + bias per channel,
+ * optionally · scale + shift per sample and channel, then SiLU.
+ *
+ * Four kernels, whatever the epilogue: the mean, (x − mean)² fused, its mean, and one fused
+ * kernel for everything after (normalization, affine map, scale, shift, SiLU). Their
+ * derivatives are fused the same way.
  */
-export function groupNorm(x: Tensor, groups: number, weight?: Tensor, bias?: Tensor, eps = 1e-5): Tensor {
+export function groupNorm(x: Tensor, groups: number, weight?: Tensor, bias?: Tensor, eps = 1e-5, epilogue: GroupNormEpilogue = {}): Tensor {
   if (x.ndim < 2) throw new TensorError('groupNorm', 'expected an input [N, C, ...]', [x.shape]);
   const [N, C] = x.shape;
   if (!Number.isInteger(groups) || groups < 1 || C % groups !== 0) throw new TensorError('groupNorm', `${C} channels do not split into ${groups} groups`, [x.shape]);
-  const xhat = reshape(standardize(reshape(x, [N, groups, -1]), [2], eps), x.shape);
-  const bshape = [1, C, ...x.shape.slice(2).map(() => 1)];
-  let y = weight ? mul(xhat, reshape(weight, bshape)) : xhat;
-  if (bias) y = add(y, reshape(bias, bshape));
-  return y;
+  const { scale, shift } = epilogue;
+  for (const [name, v] of [['scale', scale], ['shift', shift]] as const) {
+    if (v && (v.ndim !== 2 || v.shape[0] !== N || v.shape[1] !== C)) throw new TensorError('groupNorm', `expected ${name} [${N}, ${C}] for input [${x.shape}]`, [x.shape, v.shape]);
+  }
+  // [N, G, C/G, rest]: statistics broadcast as [N, G, 1, 1], per-channel vectors as [1, G, C/G, 1].
+  const g = C / groups;
+  const xg = reshape(x, [N, groups, g, -1]);
+  const m = mean(xg, [2, 3], true);
+  const rstd = fuse((v) => v.add(eps).rsqrt(), [mean(fuse((a, b) => a.sub(b).square(), [xg, m]), [2, 3], true)]);
+  const inputs = [xg, m, rstd];
+  const at = (v: Tensor | undefined, shape: number[]) => (v ? inputs.push(reshape(v, shape)) - 1 : -1);
+  const [wi, bi, si, hi] = [at(weight, [1, groups, g, 1]), at(bias, [1, groups, g, 1]), at(scale, [N, groups, g, 1]), at(shift, [N, groups, g, 1])];
+  const y = fuse((...v) => {
+    let h = v[0].sub(v[1]).mul(v[2]);
+    if (wi >= 0) h = h.mul(v[wi]);
+    if (bi >= 0) h = h.add(v[bi]);
+    if (si >= 0) h = h.mul(v[si]);
+    if (hi >= 0) h = h.add(v[hi]);
+    return h;
+  }, inputs);
+  return reshape(epilogue.silu ? silu(y) : y, x.shape);
 }
 
 /** Layer normalization over the trailing `normalizedShape.length` axes. */
@@ -82,11 +113,16 @@ export class GroupNorm extends Module {
 
   /** x: [N, channels, ...] -> same shape. */
   apply(params: Params, x: Tensor, _ctx?: Ctx): Tensor {
+    return this.applyWith(params, x, {});
+  }
+
+  /** apply, then the epilogue (scale, shift, SiLU) in the same kernel. */
+  applyWith(params: Params, x: Tensor, epilogue: GroupNormEpilogue): Tensor {
     if (x.ndim < 2 || x.shape[1] !== this.channels) throw new TensorError('GroupNorm', `expected input [N, ${this.channels}, ...]`, [x.shape]);
-    if (!this.affine) return groupNorm(x, this.groups, undefined, undefined, this.eps);
+    if (!this.affine) return groupNorm(x, this.groups, undefined, undefined, this.eps, epilogue);
     const w = getParam(params, 'weight', 'GroupNorm', [this.channels]);
     const b = getParam(params, 'bias', 'GroupNorm', [this.channels]);
-    return groupNorm(x, this.groups, w, b, this.eps);
+    return groupNorm(x, this.groups, w, b, this.eps, epilogue);
   }
 }
 

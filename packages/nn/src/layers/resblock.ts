@@ -9,7 +9,7 @@
  *
  * resample is 2× nearest upsampling ('up'), 2×2 average pooling ('down') or nothing.
  */
-import { TensorError, add, mul, silu, type Tensor } from '@scm/tensor';
+import { TensorError, add, mul, type Tensor } from '@scm/tensor';
 import { edm, type Initializer } from '../init.js';
 import { Module, childCtx, getChild, type Ctx, type Params, type SpecTree } from '../module.js';
 import { SelfAttention2d } from '../attention.js';
@@ -82,8 +82,8 @@ export class ResBlock extends Module<[Tensor, Tensor]> {
   apply(params: Params, x: Tensor, emb: Tensor, ctx?: Ctx): Tensor {
     if (x.ndim !== 4 || x.shape[1] !== this.inChannels) throw new TensorError('ResBlock', `expected input [N, ${this.inChannels}, H, W]`, [x.shape]);
     const child = (name: string) => getChild(params, name, 'ResBlock');
-    let h = this.conv0.apply(child('conv0'), this.resampled(silu(this.norm0.apply(child('norm0'), x))));
-    h = silu(this.cond.apply(child('cond'), h, emb));
+    let h = this.conv0.apply(child('conv0'), this.resampled(this.norm0.applyWith(child('norm0'), x, { silu: true })));
+    h = this.cond.applyWith(child('cond'), h, emb, true);
     h = this.conv1.apply(child('conv1'), dropout(h, this.dropout, childCtx(ctx, 'dropout')));
     const skip = this.skip ? this.skip.apply(child('skip'), this.resampled(x)) : x;
     h = add(h, skip);

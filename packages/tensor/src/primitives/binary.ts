@@ -104,6 +104,11 @@ export const binarySpecs = {
 
 export type BinaryName = keyof typeof binarySpecs;
 
+/** The kernel expression of a binary primitive on the operands named a and b. */
+export function binaryExpr(name: BinaryName, a: string, b: string): string {
+  return binarySpecs[name].expr.replace(/\b[ab]\b/g, (m) => (m === 'a' ? a : b));
+}
+
 /** Kernel body lines loading broadcast inputs named by `names` from x0, x1, ... */
 export function loadBroadcast(out: Shape, shapes: readonly Shape[], names: string[]): string {
   const lines: string[] = [];

@@ -1,6 +1,6 @@
 /**
  * Elementwise unary primitives, declared as one table: each entry gives the kernel
- * expression (GPU.js, in terms of `v`), the float64 reference, and the derivative
+ * expression (GPU.js, in terms of `v`, or lines declaring the result), the float64 reference, and the derivative
  * f'(x) written with tensor ops. One derivative serves both modes (PyTorch's
  * auto_element_wise): JVP = t · f'(x), VJP = ct · f'(x).
  */
@@ -20,8 +20,11 @@ interface UnarySpec {
   deriv?: (x: Tensor, y: Tensor) => Tensor;
   /** Accepts int32 inputs and keeps their dtype (neg, abs, sign). */
   integer?: boolean;
-  /** Kernel lines before `return expr`, declaring names the expression uses. */
-  body?: string;
+  /**
+   * Kernel lines that declare `out` as f(v), for functions that take more than one
+   * expression (v and out are names; helper locals take out as a prefix).
+   */
+  lines?: (v: string, out: string) => string;
 }
 
 function erfRef(x: number): number {
@@ -51,7 +54,7 @@ export const unarySpecs = {
   neg: { expr: '-v', ref: (x) => -x, deriv: (x) => ops.fullLike(x, -1), integer: true },
   abs: { expr: 'Math.abs(v)', ref: Math.abs, deriv: (x) => ops.sign(x), integer: true },
   sign: { expr: 'Math.sign(v)', ref: Math.sign, integer: true },
-  exp: { expr: 'e', body: expLines('v', 'e'), ref: Math.exp, deriv: (_x, y) => y },
+  exp: { expr: '', lines: (v, out) => expLines(v, out), ref: Math.exp, deriv: (_x, y) => y },
   log: { expr: 'Math.log(v)', ref: Math.log, deriv: (x) => ops.reciprocal(x) },
   log1p: { expr: 'Math.log1p(v)', ref: Math.log1p, deriv: (x) => ops.reciprocal(ops.add(x, 1)) },
   expm1: { expr: 'Math.expm1(v)', ref: Math.expm1, deriv: (_x, y) => ops.add(y, 1) },
@@ -63,7 +66,10 @@ export const unarySpecs = {
   tan: { expr: 'Math.tan(v)', ref: Math.tan, deriv: (_x, y) => ops.add(ops.mul(y, y), 1) },
   atan: { expr: 'Math.atan(v)', ref: Math.atan, deriv: (x) => ops.reciprocal(ops.add(ops.mul(x, x), 1)) },
   tanh: { expr: 'Math.tanh(v)', ref: Math.tanh, deriv: (_x, y) => ops.sub(1, ops.mul(y, y)) },
-  sigmoid: { expr: '1.0 / (1.0 + e)', body: expLines('(-v)', 'e'), ref: (x) => 1 / (1 + Math.exp(-x)), deriv: (_x, y) => ops.mul(y, ops.sub(1, y)) },
+  sigmoid: {
+    expr: '', lines: (v, out) => `${expLines(`(-${v})`, `${out}e`)}\nconst ${out} = 1.0 / (1.0 + ${out}e);`,
+    ref: (x) => 1 / (1 + Math.exp(-x)), deriv: (_x, y) => ops.mul(y, ops.sub(1, y)),
+  },
   erf: { expr: ERF_EXPR, ref: erfRef, deriv: (x) => ops.mul(ops.exp(ops.neg(ops.mul(x, x))), 2 / Math.sqrt(Math.PI)) },
   floor: { expr: 'Math.floor(v)', ref: Math.floor },
   // Half-way cases round up (towards +inf) on every backend.
@@ -71,6 +77,12 @@ export const unarySpecs = {
 } satisfies Record<string, UnarySpec>;
 
 export type UnaryName = keyof typeof unarySpecs;
+
+/** Kernel lines declaring `out` = name(v): shared by the primitive's kernel and fused kernels. */
+export function unaryLines(name: UnaryName, v: string, out: string): string {
+  const spec: UnarySpec = unarySpecs[name];
+  return spec.lines ? spec.lines(v, out) : `const ${out} = ${spec.expr.replace(/\bv\b/g, v)};`;
+}
 
 function makeUnary(name: UnaryName, spec: UnarySpec): Primitive<Record<string, never>> {
   return {
@@ -85,7 +97,7 @@ function makeUnary(name: UnaryName, spec: UnarySpec): Primitive<Record<string, n
       return Float64Array.from(x, spec.ref);
     },
     kernel() {
-      return kernelFn(1, `const v = x0[i];\n${spec.body ? `${spec.body}\n` : ''}return ${spec.expr};`);
+      return kernelFn(1, `const v = x0[i];\n${unaryLines(name, 'v', 'y')}\nreturn y;`);
     },
     jvp([x], [t], _p, y) {
       if (!t || !spec.deriv) return null;

@@ -1,0 +1,345 @@
+/**
+ * Fused elementwise expressions: a chain of elementwise ops over broadcast inputs, run as
+ * one generated kernel instead of one kernel (and one full-size intermediate) per op.
+ *
+ * The expression is a small program in SSA form (`Instr[]`, the last instruction is the
+ * result), built by tracing a function over `Expr` handles: `fuse((x, m, r) =>
+ * x.sub(m).mul(r), [x, mean, rstd])`. Its derivatives are programs too, obtained by
+ * differentiating the program symbolically in forward mode:
+ *   JVP: one fused kernel over (inputs, tangents) computing Σ_k ∂f/∂x_k · t_k;
+ *   VJP: for each input k that needs one, a fused kernel ct · ∂f/∂x_k, summed back over
+ *        the dimensions input k was broadcast along.
+ * Both are applications of this same primitive, so derivatives of any order fuse as well.
+ * Partial derivatives recompute the primal subexpressions they need instead of saving
+ * them: on these backends moving a full-size tensor costs more than recomputing it.
+ */
+import type { Aval } from '../backend.js';
+import { f, kernelFn } from '../codegen.js';
+import { isFloat } from '../dtype.js';
+import { TensorError } from '../errors.js';
+import type { Primitive } from '../primitive.js';
+import { broadcastMap, broadcastShapes } from '../shape.js';
+import type { Tensor } from '../tensor.js';
+import * as ops from '../ops.js';
+import { binaryExpr, binarySpecs, loadBroadcast } from './binary.js';
+import { unaryLines, unarySpecs } from './unary.js';
+
+/** The unary and binary ops an expression may use: the differentiable float ones. */
+export const FUSED_UNARY = ['neg', 'exp', 'log', 'log1p', 'expm1', 'sqrt', 'rsqrt', 'reciprocal', 'sin', 'cos', 'tanh', 'sigmoid'] as const;
+export const FUSED_BINARY = ['add', 'sub', 'mul', 'div'] as const;
+export type FusedUnary = (typeof FUSED_UNARY)[number];
+export type FusedBinary = (typeof FUSED_BINARY)[number];
+
+/** One instruction: read input k, a constant, or an op on earlier instructions' results. */
+export type Instr = readonly ['in', number] | readonly ['const', number] | readonly [FusedUnary, number] | readonly [FusedBinary, number, number];
+
+export interface FusedParams {
+  readonly code: readonly Instr[];
+}
+
+const UNARY = new Set<string>(FUSED_UNARY);
+const BINARY = new Set<string>(FUSED_BINARY);
+
+// ------------------------------ building programs ---------------------------
+
+/**
+ * Records instructions, sharing repeated ones (common subexpressions) and folding the
+ * algebra of zeros and ones that symbolic differentiation produces.
+ */
+export class ProgramBuilder {
+  readonly code: Instr[] = [];
+  private readonly seen = new Map<string, number>();
+
+  private emit(instr: Instr): Expr {
+    const key = instr.join(' ');
+    let id = this.seen.get(key);
+    if (id === undefined) {
+      id = this.code.push(instr) - 1;
+      this.seen.set(key, id);
+    }
+    return new Expr(this, id);
+  }
+
+  input(k: number): Expr {
+    return this.emit(['in', k]);
+  }
+
+  constant(v: number): Expr {
+    return this.emit(['const', v]);
+  }
+
+  /** The constant an instruction holds, if it is one. */
+  valueOf(e: Expr): number | undefined {
+    const instr = this.code[e.id];
+    return instr[0] === 'const' ? instr[1] : undefined;
+  }
+
+  unary(op: FusedUnary, a: Expr): Expr {
+    const va = this.valueOf(a);
+    if (va !== undefined) return this.constant(unarySpecs[op].ref(va));
+    if (op === 'neg' && this.code[a.id][0] === 'neg') return new Expr(this, this.code[a.id][1] as number);
+    return this.emit([op, a.id]);
+  }
+
+  binary(op: FusedBinary, a: Expr, b: Expr): Expr {
+    const va = this.valueOf(a), vb = this.valueOf(b);
+    if (va !== undefined && vb !== undefined) return this.constant(binarySpecs[op].ref(va, vb));
+    switch (op) {
+      case 'add':
+        if (va === 0) return b;
+        if (vb === 0) return a;
+        break;
+      case 'sub':
+        if (vb === 0) return a;
+        if (va === 0) return this.unary('neg', b);
+        break;
+      case 'mul':
+        // x·0 folds to 0 (as JAX's symbolic zeros do): an infinite x would give NaN.
+        if (va === 0 || vb === 0) return this.constant(0);
+        if (va === 1) return b;
+        if (vb === 1) return a;
+        if (va === -1) return this.unary('neg', b);
+        if (vb === -1) return this.unary('neg', a);
+        break;
+      case 'div':
+        if (vb === 1) return a;
+        if (va === 0) return this.constant(0);
+        break;
+    }
+    return this.emit([op, a.id, b.id]);
+  }
+
+  /** The program computing `e`: the instructions it needs, `e` last. */
+  finish(e: Expr): Instr[] {
+    return subprogram(this.code, e.id);
+  }
+}
+
+/** A value inside a fused expression, with the tensor methods the expression may use. */
+export class Expr {
+  constructor(readonly builder: ProgramBuilder, readonly id: number) {}
+  private lift(o: Expr | number): Expr {
+    return typeof o === 'number' ? this.builder.constant(o) : o;
+  }
+  add(o: Expr | number): Expr { return this.builder.binary('add', this, this.lift(o)); }
+  sub(o: Expr | number): Expr { return this.builder.binary('sub', this, this.lift(o)); }
+  mul(o: Expr | number): Expr { return this.builder.binary('mul', this, this.lift(o)); }
+  div(o: Expr | number): Expr { return this.builder.binary('div', this, this.lift(o)); }
+  square(): Expr { return this.mul(this); }
+  neg(): Expr { return this.builder.unary('neg', this); }
+  exp(): Expr { return this.builder.unary('exp', this); }
+  log(): Expr { return this.builder.unary('log', this); }
+  log1p(): Expr { return this.builder.unary('log1p', this); }
+  expm1(): Expr { return this.builder.unary('expm1', this); }
+  sqrt(): Expr { return this.builder.unary('sqrt', this); }
+  rsqrt(): Expr { return this.builder.unary('rsqrt', this); }
+  reciprocal(): Expr { return this.builder.unary('reciprocal', this); }
+  sin(): Expr { return this.builder.unary('sin', this); }
+  cos(): Expr { return this.builder.unary('cos', this); }
+  tanh(): Expr { return this.builder.unary('tanh', this); }
+  sigmoid(): Expr { return this.builder.unary('sigmoid', this); }
+}
+
+/** The program of `fn` traced over `n` inputs. */
+export function trace(fn: (...xs: Expr[]) => Expr | number, n: number): readonly Instr[] {
+  const b = new ProgramBuilder();
+  const xs = Array.from({ length: n }, (_, k) => b.input(k));
+  const out = fn(...xs);
+  if (!(out instanceof Expr || typeof out === 'number')) throw new TensorError('fuse', `the function must return an Expr (or a number), got ${typeof out}`);
+  return b.finish(typeof out === 'number' ? b.constant(out) : out);
+}
+
+/**
+ * The program computing instruction `id` of `code`, without the instructions it does not
+ * need (dead-code elimination), renumbered.
+ */
+export function subprogram(code: readonly Instr[], id: number): Instr[] {
+  const live = new Array<boolean>(id + 1).fill(false);
+  live[id] = true;
+  for (let i = id; i >= 0; i--) {
+    if (!live[i]) continue;
+    const [op, a, b] = code[i];
+    if (op === 'in' || op === 'const') continue;
+    live[a as number] = true;
+    if (b !== undefined) live[b] = true;
+  }
+  const at = new Map<number, number>();
+  const out: Instr[] = [];
+  for (let i = 0; i <= id; i++) {
+    if (!live[i]) continue;
+    const c = code[i];
+    at.set(i, out.length);
+    if (c[0] === 'in' || c[0] === 'const') out.push(c);
+    else if (c.length === 2) out.push([c[0], at.get(c[1])!]);
+    else out.push([c[0], at.get(c[1])!, at.get(c[2])!]);
+  }
+  return out;
+}
+
+/** The inputs a program reads, in increasing order. */
+export function inputsRead(code: readonly Instr[]): number[] {
+  return [...new Set(code.filter((c) => c[0] === 'in').map((c) => c[1]))].sort((a, b) => a - b);
+}
+
+// ------------------------------ differentiating programs --------------------
+
+/**
+ * Forward-mode differentiation of a program, symbolically: re-emits the program into `b`
+ * (its inputs mapped by `inputs`) and returns the tangent of its result, given the tangent
+ * of each input (null: zero). Null result: the tangent is zero.
+ */
+export function tangentOf(code: readonly Instr[], b: ProgramBuilder, inputs: readonly Expr[], tangents: readonly (Expr | null)[]): Expr | null {
+  const value: Expr[] = [];
+  const tangent: (Expr | null)[] = [];
+  const plus = (x: Expr | null, y: Expr | null) => (x && y ? x.add(y) : x ?? y);
+  const times = (t: Expr | null, d: Expr) => (t ? t.mul(d) : null);
+  for (const instr of code) {
+    const [op] = instr;
+    if (op === 'in') {
+      value.push(inputs[instr[1]]);
+      tangent.push(tangents[instr[1]]);
+      continue;
+    }
+    if (op === 'const') {
+      value.push(b.constant(instr[1]));
+      tangent.push(null);
+      continue;
+    }
+    const x = value[instr[1]], tx = tangent[instr[1]];
+    if (UNARY.has(op)) {
+      const y = b.unary(op as FusedUnary, x);
+      value.push(y);
+      tangent.push(times(tx, unaryDerivative(op as FusedUnary, x, y)));
+      continue;
+    }
+    const z = value[instr[2]!], tz = tangent[instr[2]!];
+    const y = b.binary(op as FusedBinary, x, z);
+    value.push(y);
+    switch (op) {
+      case 'add': tangent.push(plus(tx, tz)); break;
+      case 'sub': tangent.push(plus(tx, tz && tz.neg())); break;
+      case 'mul': tangent.push(plus(times(tx, z), times(tz, x))); break;
+      // d(x/z) = dx/z - dz·y/z
+      case 'div': tangent.push(plus(tx && tx.div(z), tz && tz.mul(y).div(z).neg())); break;
+      default: throw new Error(`internal: no derivative for ${op}`);
+    }
+  }
+  return tangent[tangent.length - 1];
+}
+
+/** f'(x) for a unary op, given x and y = f(x). */
+function unaryDerivative(op: FusedUnary, x: Expr, y: Expr): Expr {
+  switch (op) {
+    case 'neg': return x.builder.constant(-1);
+    case 'exp': return y;
+    case 'log': return x.reciprocal();
+    case 'log1p': return x.add(1).reciprocal();
+    case 'expm1': return y.add(1);
+    case 'sqrt': return y.reciprocal().mul(0.5);
+    case 'rsqrt': return y.div(x).mul(-0.5);
+    case 'reciprocal': return y.mul(y).neg();
+    case 'sin': return x.cos();
+    case 'cos': return x.sin().neg();
+    case 'tanh': return x.builder.constant(1).sub(y.mul(y));
+    case 'sigmoid': return y.mul(x.builder.constant(1).sub(y));
+  }
+}
+
+// ------------------------------ the primitive -------------------------------
+
+function checkProgram(code: readonly Instr[], n: number, shapes: readonly (readonly number[])[]): void {
+  const bad = (why: string) => new TensorError('fused', why, shapes);
+  if (!Array.isArray(code) || code.length === 0) throw bad('the expression is empty');
+  code.forEach((instr, i) => {
+    const [op, a, b] = instr;
+    if (op === 'in') {
+      if (!Number.isInteger(a) || a < 0 || a >= n) throw bad(`instruction ${i} reads input ${a}, but there are ${n} inputs`);
+    } else if (op === 'const') {
+      if (typeof a !== 'number') throw bad(`instruction ${i}: a constant must be a number`);
+    } else if (UNARY.has(op) || BINARY.has(op)) {
+      const args = UNARY.has(op) ? [a] : [a, b];
+      if (!args.every((k) => Number.isInteger(k) && (k as number) >= 0 && (k as number) < i)) throw bad(`instruction ${i} (${op}) must refer to earlier instructions, got ${args.join(', ')}`);
+    } else {
+      throw bad(`instruction ${i}: unknown op "${op}" (expected in, const, ${[...UNARY, ...BINARY].join(', ')})`);
+    }
+  });
+}
+
+/** Evaluates a program on one element, in float64. */
+function evalProgram(code: readonly Instr[], x: (k: number) => number, scratch: Float64Array): number {
+  for (let i = 0; i < code.length; i++) {
+    const instr = code[i];
+    const op = instr[0];
+    scratch[i] = op === 'in' ? x(instr[1])
+      : op === 'const' ? instr[1]
+      : UNARY.has(op) ? unarySpecs[op as FusedUnary].ref(scratch[instr[1]])
+      : binarySpecs[op as FusedBinary].ref(scratch[instr[1]], scratch[(instr as readonly [FusedBinary, number, number])[2]]);
+  }
+  return scratch[code.length - 1];
+}
+
+/** Kernel lines computing the program; input k is the local `a{k}`, the result `v{last}`. */
+function programLines(code: readonly Instr[]): string {
+  const name = (i: number) => (code[i][0] === 'in' ? `a${code[i][1]}` : `v${i}`);
+  const lines: string[] = [];
+  code.forEach((instr, i) => {
+    const op = instr[0];
+    if (op === 'in') {
+      if (i === code.length - 1) lines.push(`const v${i} = a${instr[1]};`);
+    } else if (op === 'const') {
+      lines.push(`const v${i} = (${f(instr[1])});`);
+    } else if (UNARY.has(op)) {
+      lines.push(unaryLines(op as FusedUnary, name(instr[1]), `v${i}`));
+    } else {
+      lines.push(`const v${i} = ${binaryExpr(op as FusedBinary, name(instr[1]), name((instr as readonly [FusedBinary, number, number])[2]))};`);
+    }
+  });
+  return lines.join('\n');
+}
+
+export const fused: Primitive<FusedParams> = {
+  name: 'fused',
+  abstract(inputs: readonly Aval[], { code }): Aval {
+    const shapes = inputs.map((a) => a.shape);
+    if (inputs.length === 0) throw new TensorError('fused', 'expected at least one input tensor');
+    const dtype = inputs[0].dtype;
+    if (!isFloat(dtype) || inputs.some((a) => a.dtype !== dtype)) {
+      throw new TensorError('fused', `inputs must share one float dtype, got ${inputs.map((a) => a.dtype).join(', ')}`, shapes);
+    }
+    checkProgram(code, inputs.length, shapes);
+    return { shape: broadcastShapes('fused', ...shapes), dtype };
+  },
+  reference(inputs, avals, { code }, out) {
+    const maps = avals.map((a) => broadcastMap(out.shape, a.shape));
+    const r = new Float64Array(maps.length ? maps[0].length : 0);
+    const scratch = new Float64Array(code.length);
+    for (let i = 0; i < r.length; i++) r[i] = evalProgram(code, (k) => inputs[k][maps[k][i]], scratch);
+    return r;
+  },
+  kernel(avals, { code }, out) {
+    const names = avals.map((_, k) => `a${k}`);
+    return kernelFn(avals.length, `${loadBroadcast(out.shape, avals.map((a) => a.shape), names)}\n${programLines(code)}\nreturn v${code.length - 1};`);
+  },
+  jvp(primals, tangents, { code }) {
+    const n = primals.length;
+    const b = new ProgramBuilder();
+    const inputs = primals.map((_, k) => b.input(k));
+    // Tangent k becomes input n + (its position among the tangents present).
+    const present: Tensor[] = [];
+    const ts = tangents.map((t) => (t ? b.input(n + present.push(t) - 1) : null));
+    const t = tangentOf(code, b, inputs, ts);
+    if (!t) return null;
+    return ops.fuseProgram(b.finish(t), [...primals, ...present]);
+  },
+  vjp(cotangent, primals, { code }, _out, needs) {
+    const n = primals.length;
+    return primals.map((x, k) => {
+      if (!needs[k]) return null;
+      const b = new ProgramBuilder();
+      const inputs = primals.map((_, j) => b.input(j));
+      const d = tangentOf(code, b, inputs, inputs.map((_, j) => (j === k ? b.constant(1) : null)));
+      if (!d) return null;
+      return ops.unbroadcast(ops.fuseProgram(b.finish(b.input(n).mul(d)), [...primals, cotangent]), x.shape);
+    });
+  },
+};
