@@ -49,12 +49,13 @@ describe.each(['reference', 'webasm'] as const)('on %s', (backend) => {
     }
   });
 
-  test('groupNorm with scale, shift and SiLU: three full-size kernels forward ((x − m)², the normalization, SiLU)', () => {
+  test('groupNorm with scale, shift and SiLU: two full-size kernels forward (the normalization, SiLU)', () => {
     const input = T.keep(x());
     const [w, b, s, h] = [8, 8, 16, 16].map((n, k) => T.keep(T.random.normal(T.random.key(10 + k), n === 8 ? [8] : [2, 8], { backend })));
     try {
       const calls = kernelCalls(backend, () => groupNorm(input, 4, w, b, 1e-5, { scale: s, shift: h, silu: true }));
-      expect(calls.filter((c) => c.size === input.size).map((c) => c.name)).toEqual(['fused', 'fused', 'fused']);
+      expect(calls.filter((c) => c.size === input.size).map((c) => c.name)).toEqual(['fused', 'fused']);
+      expect(calls.map((c) => c.name)).toContain('fusedSum');
       // The same value as the op-by-op composition.
       const fusedY = T.tidy(() => groupNorm(input, 4, w, b, 1e-5, { scale: s, shift: h, silu: true }));
       const plainY = T.tidy(() => {
@@ -73,6 +74,31 @@ describe.each(['reference', 'webasm'] as const)('on %s', (backend) => {
     } finally {
       T.dispose([input, w, b, s, h]);
     }
+  });
+
+  test("a broadcast input's cotangent is summed in the kernel that computes it (fusedSum), with no full-size intermediate", () => {
+    const input = T.keep(x());
+    const w = T.keep(T.random.normal(T.random.key(3), [8, 1, 1], { backend }));
+    try {
+      const calls = kernelCalls(backend, () => grad((v: T.Tensor) => T.sum(T.fuse((a, b) => a.mul(b).tanh(), [input, v])))(w));
+      expect(calls.filter((c) => c.size === input.size).map((c) => c.name)).toEqual(['fused', 'broadcastTo']);
+      expect(calls.filter((c) => c.name === 'fusedSum').map((c) => c.size)).toEqual([8]);
+    } finally {
+      T.dispose([input, w]);
+    }
+  });
+
+  test('fuseSum: one kernel, the value of the sum of the chain', () => {
+    T.tidy(() => {
+      const a = T.tensor([[0, 1, 2], [3, 4, 5]], { backend });
+      const m = T.tensor([[1], [4]], { backend });
+      const calls = kernelCalls(backend, () => T.fuseSum((p, q) => p.sub(q).square(), [a, m], 1, true));
+      expect(calls.map((c) => c.name)).toEqual(['fusedSum']);
+      const v = T.fuseSum((p, q) => p.sub(q).square(), [a, m], 1);
+      expect(v.shape).toEqual([2]);
+      expect([...v.dataSync()]).toEqual([2, 2]);
+      expect([...T.fuseSum((p) => p, [a]).dataSync()]).toEqual([15]);
+    });
   });
 
   test('a program wider than one kernel allows is split, with the same value', () => {
@@ -141,6 +167,8 @@ describe('programs', () => {
       expect(() => T.fuse((a) => a, [])).toThrow(/fuse: expected a non-empty list of Tensors/);
       expect(() => T.fuse(() => 'y' as never, [x])).toThrow(/fuse: the function must return an Expr/);
       expect(() => T.fuse((a, b) => a.add(b), [x, T.zeros([3])])).toThrow(/fuse: shapes do not broadcast.*\[2\], \[3\]/);
+      expect(() => T.fuseSum((a) => a, [x], 1)).toThrow(/fuseSum: axis 1 is out of range for a tensor of rank 1/);
+      expect(() => T.bind(T.primitives.fusedSum, [x], { code: [['in', 0]], grid: [3], axes: [0] })).toThrow(/fusedSum: .*broadcast/);
       expect(() => T.bind(T.primitives.fused, [x], { code: [['in', 1]] })).toThrow(/fused: instruction 0 reads input 1, but there are 1 inputs/);
       expect(() => T.bind(T.primitives.fused, [x], { code: [['in', 0], ['erfc', 0]] })).toThrow(/fused: instruction 1: unknown op "erfc"/);
       expect(() => T.bind(T.primitives.fused, [x], { code: [['in', 0], ['add', 0, 1]] })).toThrow(/fused: instruction 1 \(add\) must refer to earlier instructions/);

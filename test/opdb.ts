@@ -730,6 +730,29 @@ for (const [name, domains, program, fn] of fusedPrograms) {
   });
 }
 
+// The same expressions summed over axes of their broadcast grid in one kernel.
+const fusedSums: [string, Domain[], (...x: T.Expr[]) => T.Expr, (...x: number[]) => number][] = [
+  ['fuseSum.variance', ['any', 'any'], (x, m) => x.sub(m).square(), (x, m) => (x - m) ** 2],
+  ['fuseSum.mixed', ['any', 'any', 'positive'], (a, b, c) => a.mul(b).sigmoid().mul(c.sqrt()).sub(b), (a, b, c) => Math.sqrt(c) / (1 + Math.exp(-a * b)) - b],
+];
+for (const [name, domains, program, fn] of fusedSums) {
+  add<ReduceParams>({
+    name, covers: ['fusedSum'], category: 'reduction',
+    cases: broadcastShapesArb(domains.length).chain((shapes) => {
+      const grid = O.broadcast(...shapes);
+      return fc.record({ inputs: fc.tuple(...shapes.map((s, k) => tensorArb(s, { domain: domains[k] }))), axes: axesArb(grid.length), keepdims: fc.boolean() })
+        .map(({ inputs, axes, keepdims }) => ({ inputs, params: { axes, keepdims } }));
+    }),
+    call: (xs, p) => T.fuseSum(program, xs, p.axes, p.keepdims), diff: domains.map((_, k) => k),
+    terms: (c) => reducedCount(O.broadcast(...c.inputs.map((x) => x.shape)), c.params.axes),
+    oracle: (c) => {
+      const xs = c.inputs.map(host);
+      const grid = O.build(O.broadcast(...xs.map((x) => x.shape)), (k) => fn(...xs.map((x) => O.getBroadcast(x, k))));
+      return O.reduce(grid, c.params.axes, c.params.keepdims, (v) => v.reduce((a, b) => a + b, 0));
+    },
+  });
+}
+
 add<NoParams>({
   name: 'mT.flatten', covers: ['transpose', 'reshape'], category: 'composite', cases: unaryCases('any', shapeArb({ minRank: 2 })),
   call: ([x]) => [T.mT(x), T.flatten(x, 1)], diff: [0],

@@ -18,7 +18,7 @@ import { scatterAdd as scatterAddPrim, take as takePrim } from './primitives/gat
 import { matmul as matmulPrim } from './primitives/matmul.js';
 import * as conv from './primitives/conv.js';
 import type { ConvParams } from './primitives/conv.js';
-import { fused as fusedPrim, inputsRead, subprogram, trace as traceProgram, type Expr, type Instr } from './primitives/fused.js';
+import { fused as fusedPrim, fusedSum as fusedSumPrim, inputsRead, subprogram, trace as traceProgram, type Expr, type Instr } from './primitives/fused.js';
 
 export type TensorLike = Tensor | number;
 
@@ -251,6 +251,39 @@ function applyProgram(code: readonly Instr[], args: readonly Tensor[]): Tensor {
     args = keep.map((k) => args[k]);
   }
   return bind(fusedPrim, [...args], { code });
+}
+
+/**
+ * `fuse`, summed over `axes` of the inputs' broadcast shape in the same kernel (no full-size
+ * intermediate): `fuseSum((x, m) => x.sub(m).square(), [x, mean], -1, true)`.
+ */
+export function fuseSum(fn: (...xs: Expr[]) => Expr | number, inputs: readonly Tensor[], axes?: Axes, keepdims = false): Tensor {
+  if (typeof fn !== 'function') throw new TensorError('fuseSum', `expected a function building the expression, got ${typeof fn}`);
+  checkFuseInputs(inputs);
+  const grid = broadcastShapes('fuseSum', ...inputs.map((x) => x.shape));
+  const ax = normAxes('fuseSum', axes, grid.length, grid);
+  const y = fuseSumProgram(traceProgram(fn, inputs.length), inputs, grid, ax);
+  return keepdims ? y : reshape(y, reducedShape(grid, ax, false));
+}
+
+/** A traced program evaluated on `grid` and summed over `axes` (kept as size 1). */
+export function fuseSumProgram(code: readonly Instr[], inputs: readonly Tensor[], grid: readonly number[], axes: readonly number[]): Tensor {
+  checkFuseInputs(inputs);
+  const sorted = [...axes].sort((a, b) => a - b);
+  if (sorted.length === 0) return broadcastTo(fuseProgram(code, inputs), grid);
+  let dtype = inputs.map((x) => x.dtype).reduce(promote);
+  if (!isFloat(dtype)) dtype = 'float32';
+  let args = inputs.map((x) => cast(x, dtype));
+  code = subprogram(code, code.length - 1);
+  const read = inputsRead(code);
+  if (read.length > MAX_FUSED_INPUTS) return sum(broadcastTo(applyProgram(code, args), grid), sorted, true);
+  if (read.length < args.length) {
+    const keep = read.length ? read : [0];
+    const at = new Map(keep.map((k, j) => [k, j]));
+    code = code.map((c) => (c[0] === 'in' ? (['in', at.get(c[1]) ?? 0] as const) : c));
+    args = keep.map((k) => args[k]);
+  }
+  return bind(fusedSumPrim, args, { code, grid: [...grid], axes: sorted });
 }
 
 // ------------------------------ reductions ----------------------------------

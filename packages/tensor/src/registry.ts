@@ -7,12 +7,12 @@ import { broadcastTo, concat, flip, pad, reshape, slice, transpose } from './pri
 import { scatterAdd, take } from './primitives/gather.js';
 import { matmul } from './primitives/matmul.js';
 import { conv2d, conv2dInputGrad, conv2dWeightGrad } from './primitives/conv.js';
-import { fused } from './primitives/fused.js';
+import { fused, fusedSum } from './primitives/fused.js';
 
 export const primitives: Record<string, Primitive<any>> = {
   ...unaryPrimitives,
   ...binaryPrimitives,
   where, cast, sum, max, argmax,
   reshape, broadcastTo, transpose, slice, pad, flip, concat,
-  take, scatterAdd, matmul, conv2d, conv2dInputGrad, conv2dWeightGrad, fused,
+  take, scatterAdd, matmul, conv2d, conv2dInputGrad, conv2dWeightGrad, fused, fusedSum,
 };

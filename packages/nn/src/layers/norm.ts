@@ -2,7 +2,7 @@
  * Normalization layers, written as composites of tensor ops (their JVP and VJP come
  * from autodiff): GroupNorm, LayerNorm and PixelNorm.
  */
-import { TensorError, add, fuse, mean, mul, reshape, rsqrt, silu, square, sub, type Tensor } from '@scm/tensor';
+import { TensorError, add, fuse, fuseSum, mean, mul, reshape, rsqrt, silu, square, sub, type Tensor } from '@scm/tensor';
 import { ones, zeros } from '../init.js';
 import { Module, getParam, param, type Ctx, type Params, type SpecTree } from '../module.js';
 
@@ -27,9 +27,10 @@ export interface GroupNormEpilogue {
  * C / groups channels and all spatial positions; then y = x̂ · weight + bias per channel,
  * optionally · scale + shift per sample and channel, then SiLU.
  *
- * Four kernels, whatever the epilogue: the mean, (x − mean)² fused, its mean, and one fused
- * kernel for everything after (normalization, affine map, scale, shift, SiLU). Their
- * derivatives are fused the same way.
+ * Two passes over x for the statistics (the sum, then Σ (x − mean)² in one kernel) and one
+ * fused kernel for everything after (normalization, affine map, scale, shift), whatever the
+ * epilogue; SiLU is one more (fused with it, each derivative kernel would recompute its
+ * exponential). Their derivatives are fused the same way.
  */
 export function groupNorm(x: Tensor, groups: number, weight?: Tensor, bias?: Tensor, eps = 1e-5, epilogue: GroupNormEpilogue = {}): Tensor {
   if (x.ndim < 2) throw new TensorError('groupNorm', 'expected an input [N, C, ...]', [x.shape]);
@@ -43,7 +44,8 @@ export function groupNorm(x: Tensor, groups: number, weight?: Tensor, bias?: Ten
   const g = C / groups;
   const xg = reshape(x, [N, groups, g, -1]);
   const m = mean(xg, [2, 3], true);
-  const rstd = fuse((v) => v.add(eps).rsqrt(), [mean(fuse((a, b) => a.sub(b).square(), [xg, m]), [2, 3], true)]);
+  const n = xg.shape[2] * xg.shape[3];
+  const rstd = fuse((v) => v.mul(1 / n).add(eps).rsqrt(), [fuseSum((a, b) => a.sub(b).square(), [xg, m], [2, 3], true)]);
   const inputs = [xg, m, rstd];
   const at = (v: Tensor | undefined, shape: number[]) => (v ? inputs.push(reshape(v, shape)) - 1 : -1);
   const [wi, bi, si, hi] = [at(weight, [1, groups, g, 1]), at(bias, [1, groups, g, 1]), at(scale, [N, groups, g, 1]), at(shift, [N, groups, g, 1])];

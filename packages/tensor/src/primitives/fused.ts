@@ -9,16 +9,20 @@
  *   JVP: one fused kernel over (inputs, tangents) computing Σ_k ∂f/∂x_k · t_k;
  *   VJP: for each input k that needs one, a fused kernel ct · ∂f/∂x_k, summed back over
  *        the dimensions input k was broadcast along.
- * Both are applications of this same primitive, so derivatives of any order fuse as well.
+ * Both are applications of these same primitives, so derivatives of any order fuse as well.
+ *
+ * `fusedSum` is the same expression summed over some axes of its broadcast grid in the same
+ * kernel (a variance: Σ (x − m)²), so no full-size intermediate is written. The VJP of an
+ * expression uses it too: a broadcast input's cotangent is summed as it is computed.
  * Partial derivatives recompute the primal subexpressions they need instead of saving
  * them: on these backends moving a full-size tensor costs more than recomputing it.
  */
 import type { Aval } from '../backend.js';
-import { f, kernelFn } from '../codegen.js';
+import { coordLines, f, kernelFn } from '../codegen.js';
 import { isFloat } from '../dtype.js';
 import { TensorError } from '../errors.js';
 import type { Primitive } from '../primitive.js';
-import { broadcastMap, broadcastShapes } from '../shape.js';
+import { broadcastMap, broadcastShapes, shapesEqual, sizeOf, stridesOf, type Shape } from '../shape.js';
 import type { Tensor } from '../tensor.js';
 import * as ops from '../ops.js';
 import { binaryExpr, binarySpecs, loadBroadcast } from './binary.js';
@@ -331,15 +335,103 @@ export const fused: Primitive<FusedParams> = {
     if (!t) return null;
     return ops.fuseProgram(b.finish(t), [...primals, ...present]);
   },
-  vjp(cotangent, primals, { code }, _out, needs) {
+  vjp(cotangent, primals, { code }, out, needs) {
+    return cotangentsOf(code, primals, cotangent, out.shape, [], needs);
+  },
+};
+
+/** The grid axes along which an input of `shape` is broadcast (absent or 1 where the grid is wider). */
+function broadcastAxes(grid: Shape, shape: Shape): number[] {
+  const lead = grid.length - shape.length;
+  return grid.map((_, d) => d).filter((d) => d < lead || (shape[d - lead] === 1 && grid[d] !== 1));
+}
+
+/**
+ * Cotangents of the inputs of `code` (evaluated on `grid`, then summed over `axes`), given
+ * the output cotangent `ct` (shaped like the grid with `axes` kept as 1): for input k,
+ * Σ ct · ∂f/∂x_k over the grid positions that read each of its elements, one fusedSum each.
+ */
+function cotangentsOf(code: readonly Instr[], primals: Tensor[], ct: Tensor, grid: Shape, _axes: readonly number[], needs: boolean[]): (Tensor | null)[] {
+  const n = primals.length;
+  return primals.map((x, k) => {
+    if (!needs[k]) return null;
+    const b = new ProgramBuilder();
+    const inputs = primals.map((_, j) => b.input(j));
+    const d = tangentOf(code, b, inputs, inputs.map((_, j) => (j === k ? b.constant(1) : null)));
+    if (!d) return null;
+    const summed = ops.fuseSumProgram(b.finish(b.input(n).mul(d)), [...primals, ct], grid, broadcastAxes(grid, x.shape));
+    return ops.reshape(summed, x.shape);
+  });
+}
+
+/** Lines reading input k of `shapes` at grid coordinates: kept axes c*, summed axes r*. */
+function sumLoopLines(grid: Shape, axes: readonly number[], shapes: readonly Shape[], body: string): string {
+  const kept = (d: number) => !axes.includes(d);
+  const lines: string[] = [];
+  const reads: string[] = [];
+  shapes.forEach((shape, k) => {
+    const lead = grid.length - shape.length;
+    const strides = stridesOf(shape);
+    const stride = (d: number) => (d < lead || shape[d - lead] === 1 ? 0 : strides[d - lead]);
+    const base = grid.map((_, d) => d).filter((d) => kept(d) && stride(d)).map((d) => `c${d} * ${stride(d)}`);
+    const inner = axes.map((a, j) => [stride(a), j] as const).filter(([st]) => st).map(([st, j]) => `r${j} * ${st}`);
+    lines.push(`const b${k} = ${base.length ? base.join(' + ') : '0'};`);
+    reads.push(`const a${k} = x${k}[b${k}${inner.length ? ` + ${inner.join(' + ')}` : ''}];`);
+  });
+  lines.push('let s = 0.0;');
+  axes.forEach((a, j) => lines.push(`for (let r${j} = 0; r${j} < ${grid[a]}; r${j}++) {`));
+  lines.push(...reads, body, 's += result;');
+  axes.forEach(() => lines.push('}'));
+  lines.push('return s;');
+  return lines.join('\n');
+}
+
+export interface FusedSumParams extends FusedParams {
+  /** The broadcast grid the expression is evaluated on (its inputs broadcast to it). */
+  readonly grid: readonly number[];
+  /** Grid axes summed over (kept as size 1 in the output). */
+  readonly axes: readonly number[];
+}
+
+export const fusedSum: Primitive<FusedSumParams> = {
+  name: 'fusedSum',
+  abstract(inputs, { code, grid, axes }): Aval {
+    const shapes = inputs.map((a) => a.shape);
+    if (inputs.length === 0) throw new TensorError('fusedSum', 'expected at least one input tensor');
+    const dtype = inputs[0].dtype;
+    if (!isFloat(dtype) || inputs.some((a) => a.dtype !== dtype)) {
+      throw new TensorError('fusedSum', `inputs must share one float dtype, got ${inputs.map((a) => a.dtype).join(', ')}`, shapes);
+    }
+    if (!shapesEqual(broadcastShapes('fusedSum', grid, ...shapes), grid)) throw new TensorError('fusedSum', `inputs must broadcast to the grid [${grid.join(', ')}]`, shapes);
+    if (!axes.every((a, j) => Number.isInteger(a) && a >= 0 && a < grid.length && (j === 0 || a > axes[j - 1]))) {
+      throw new TensorError('fusedSum', `axes must be increasing axes of the grid [${grid.join(', ')}], got [${axes.join(', ')}]`, shapes);
+    }
+    checkProgram(code, inputs.length, shapes);
+    return { shape: grid.map((d, k) => (axes.includes(k) ? 1 : d)), dtype };
+  },
+  reference(inputs, avals, { code, grid }, out) {
+    const maps = avals.map((a) => broadcastMap(grid, a.shape));
+    const into = broadcastMap(grid, out.shape);
+    const r = new Float64Array(sizeOf(out.shape));
+    const scratch = new Float64Array(code.length);
+    for (let g = 0; g < into.length; g++) r[into[g]] += evalProgram(code, (k) => inputs[k][maps[k][g]], scratch);
+    return r;
+  },
+  kernel(avals, { code, grid, axes }, out) {
+    const body = `${programLines(code)}\nconst result = v${code.length - 1};`;
+    return kernelFn(avals.length, `${coordLines(out.shape)}\n${sumLoopLines(grid, axes, avals.map((a) => a.shape), body)}`);
+  },
+  jvp(primals, tangents, { code, grid, axes }) {
     const n = primals.length;
-    return primals.map((x, k) => {
-      if (!needs[k]) return null;
-      const b = new ProgramBuilder();
-      const inputs = primals.map((_, j) => b.input(j));
-      const d = tangentOf(code, b, inputs, inputs.map((_, j) => (j === k ? b.constant(1) : null)));
-      if (!d) return null;
-      return ops.unbroadcast(ops.fuseProgram(b.finish(b.input(n).mul(d)), [...primals, cotangent]), x.shape);
-    });
+    const b = new ProgramBuilder();
+    const inputs = primals.map((_, k) => b.input(k));
+    const present: Tensor[] = [];
+    const ts = tangents.map((t) => (t ? b.input(n + present.push(t) - 1) : null));
+    const t = tangentOf(code, b, inputs, ts);
+    if (!t) return null;
+    return ops.fuseSumProgram(b.finish(t), [...primals, ...present], grid, axes);
+  },
+  vjp(cotangent, primals, { code, grid, axes }, _out, needs) {
+    return cotangentsOf(code, primals, cotangent, grid, axes, needs);
   },
 };
