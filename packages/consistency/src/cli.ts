@@ -70,6 +70,7 @@ train options:
 sample options:
   --steps N                       consistency steps (1, 2 or more), default 1
   --times a,b,...                 explicit consistency times (overrides --steps)
+  --clip-denoised C               clip each intermediate estimate of x0 to [−C, C] before re-noising
   --sampler cm|heun|ddim          (default cm; heun/ddim for diffusion runs, --steps = solver steps)
   --n N --seed N --out FILE       (default 64 images or 2000 points, DIR/samples/sample-<sampler>-<steps>.png)
 
@@ -92,7 +93,7 @@ const OPTIONS = {
   'log-every': string, 'sample-every': string, 'checkpoint-every': string, 'eval-samples': string, 'heun-steps': string,
   norm: string, 'norm-c': string, warmup: string, 'no-adaptive-weighting': bool, 'extra-inv-sigma': bool, tangent: string, 'fd-steps': string,
   'time-transform': string, 'time-embedding': string,
-  run: string, times: string, sampler: string, n: string, samples: string, 'from-scratch': bool, help: bool,
+  run: string, times: string, 'clip-denoised': string, sampler: string, n: string, samples: string, 'from-scratch': bool, help: bool,
   'teacher-train-steps': string, seeds: string, only: string, classifier: string,
 };
 
@@ -237,9 +238,13 @@ function parseTimes(text: string): number[] {
 
 /** The samplers `scm eval` measures: --times, --steps N, or the method's defaults. */
 function evalSpecs(v: Values, config: RunConfig): SampleSpec[] {
-  if (v.times) return [{ name: `times:${v.times}`, caption: '', sampler: { kind: 'cm', times: parseTimes(String(v.times)) } }];
-  if (v.steps) return [{ name: `${v.steps}step`, caption: '', sampler: { kind: 'cm', times: consistencyTimes(num(v, 'steps', 1, true)) } }];
-  return sampleSpecs(config);
+  const specs = v.times ? [{ name: `times:${v.times}`, caption: '', sampler: { kind: 'cm' as const, times: parseTimes(String(v.times)) } }]
+    : v.steps ? [{ name: `${v.steps}step`, caption: '', sampler: { kind: 'cm' as const, times: consistencyTimes(num(v, 'steps', 1, true)) } }]
+      : sampleSpecs(config);
+  if (v['clip-denoised'] === undefined) return specs;
+  const c = num(v, 'clip-denoised', 1);
+  if (!(c > 0)) throw new Error(`--clip-denoised expects a positive number, got ${v['clip-denoised']}`);
+  return specs.map((s) => (s.sampler.kind === 'cm' ? { ...s, name: `${s.name}:clip${c}`, sampler: { ...s.sampler, clipDenoised: c } } : s));
 }
 
 /** CIFAR-10 runs: Fréchet distance in the CIFAR-10 classifier's features (not FID), per sampler. */

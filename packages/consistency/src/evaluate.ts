@@ -26,7 +26,7 @@ export interface SampleSpec {
    * 'cm': consistency sampling at these times; 'heun': EDM's Heun sampler with this many
    * steps; 'ddim': deterministic DDIM through these times (ending at 0).
    */
-  sampler: { kind: 'cm'; times: number[] } | { kind: 'heun'; steps: number } | { kind: 'ddim'; times: number[] };
+  sampler: { kind: 'cm'; times: number[]; clipDenoised?: number } | { kind: 'heun'; steps: number } | { kind: 'ddim'; times: number[] };
 }
 
 /** Which samplers a method is evaluated with. */
@@ -42,7 +42,7 @@ export function sampleSpecs(cfg: RunConfig): SampleSpec[] {
 export function generate(net: NetFn<Params>, params: Params, shape: number[], n: number, spec: SampleSpec['sampler'], key: random.Key, sigmaD: number): Tensor {
   const [kz, kr] = random.split(key);
   const z = initialNoise(kz, [n, ...shape], sigmaD);
-  const out = spec.kind === 'cm' ? sampleConsistency(net, params, z, spec.times, kr, sigmaD)
+  const out = spec.kind === 'cm' ? sampleConsistency(net, params, z, spec.times, kr, sigmaD, spec.clipDenoised)
     : spec.kind === 'ddim' ? sampleDDIM(net, params, z, spec.times, sigmaD)
       : sampleHeun(net, params, z, karrasTimes(spec.steps, sigmaD), sigmaD);
   z.dispose();

@@ -6,7 +6,7 @@
  * the paper's "DPM-Solver-2S with Heun intermediate steps, exactly equivalent to EDM Heun"),
  * both on EDM's Karras σ grid mapped to t = arctan(σ/σ_d).
  */
-import { Tensor, add, div, mul, sub, tidy, full, random, type random as R } from '@scm/tensor';
+import { Tensor, add, clip, div, mul, sub, tidy, full, random, type random as R } from '@scm/tensor';
 import { consistencyFunction, SIGMA_D, T_MAX, T_MID, type NetFn } from './trigflow.js';
 
 type Key = R.Key;
@@ -30,15 +30,18 @@ export function consistencyTimes(steps: number, tMid = T_MID, tMax = T_MAX): num
 
 /**
  * Multistep consistency sampling. `times` is decreasing, times[0] the start (x = z there).
- * 1 step: [T]; 2 steps: [T, 1.1].
+ * 1 step: [T]; 2 steps: [T, 1.1]. With `clipDenoised` = c, each intermediate estimate of x0
+ * is clipped to [−c, c] (the data range) before it is noised again, as the consistency
+ * models' reference sampler does (`clip_denoised`); the last one is returned as it is.
  */
-export function sampleConsistency<P>(net: NetFn<P>, params: P, z: Tensor, times: readonly number[], key: Key, sigmaD = SIGMA_D): Tensor {
+export function sampleConsistency<P>(net: NetFn<P>, params: P, z: Tensor, times: readonly number[], key: Key, sigmaD = SIGMA_D, clipDenoised?: number): Tensor {
   let x0 = tidy(() => consistencyFunction(net, params, z, timeVector(z, times[0]), sigmaD));
   for (let i = 1; i < times.length; i++) {
     const t = times[i];
     const next = tidy(() => {
       const noise = random.normal(random.foldIn(key, i), [...z.shape], { std: sigmaD, dtype: z.dtype as 'float32' | 'float64', backend: z.backend });
-      const xt = add(mul(x0, Math.cos(t)), mul(noise, Math.sin(t)));
+      const x = clipDenoised === undefined ? x0 : clip(x0, -clipDenoised, clipDenoised);
+      const xt = add(mul(x, Math.cos(t)), mul(noise, Math.sin(t)));
       return consistencyFunction(net, params, xt, timeVector(z, t), sigmaD);
     });
     x0.dispose();

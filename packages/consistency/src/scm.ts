@@ -125,7 +125,9 @@ export interface TangentOutputs {
 /**
  * The raw tangent g of Algorithm 1 from one forward-mode pass through the network with
  * respect to its inputs (y, t) only. Parameters are closed over, so they carry no tangent
- * (a symbolic zero costs nothing).
+ * (a symbolic zero costs nothing). F is the JVP's primal output: called with parameters a
+ * gradient traces, F is F_θ itself (differentiable in θ) while g is computed from
+ * stopGradient(F) and stopGradient(J), i.e. from θ⁻.
  */
 export function scmTangent<P>({ net, params, xt, t, dxdt, r, sigmaD = SIGMA_D, ctx }: TangentInputs<P>): TangentOutputs {
   return tidy(() => {
@@ -135,7 +137,8 @@ export function scmTangent<P>({ net, params, xt, t, dxdt, r, sigmaD = SIGMA_D, c
     const y = div(xt, sigmaD);
     const vy = div(mul(csb, dxdt), sigmaD);
     const [F, J] = jvp((yy: Tensor, tt: Tensor) => net(params, yy, tt, ctx), [y, t], [vy, cs]) as unknown as [Tensor, Tensor];
-    const g = gFromJvp(xt, tb, F, J, dxdt, r, sigmaD);
+    // θ⁻: when params are traced by a gradient (the one-pass step), g is still a constant.
+    const g = gFromJvp(xt, tb, stopGradient(F), stopGradient(J), dxdt, r, sigmaD);
     return { F, J, g };
   });
 }
@@ -215,8 +218,12 @@ export interface ScmLossInputs<P> {
  * (the same forward pass, so F_θ − F_θ⁻ = 0 and ∂L/∂F_θ = −2e^w/D·g).
  */
 export function scmLoss<P>({ net, params, phi, head, xt, t, g, opts, ctx }: ScmLossInputs<P>): Tensor {
+  return scmLossOfOutput(net(params, div(xt, opts.sigmaD), t, ctx), { phi, head, t, g, opts });
+}
+
+/** scmLoss given the student's output F_θ(x_t/σ_d, t) (traced in θ). */
+export function scmLossOfOutput(F: Tensor, { phi, head, t, g, opts }: Pick<ScmLossInputs<unknown>, 'phi' | 'head' | 't' | 'g' | 'opts'>): Tensor {
   const sigmaD = opts.sigmaD;
-  const F = net(params, div(xt, sigmaD), t, ctx);
   const Fminus = stopGradient(F);
   const d = F.size / F.shape[0];
   let err = div(sumSquaresPerSample(sub(sub(F, Fminus), g)), d); // ‖·‖²/D, [B]

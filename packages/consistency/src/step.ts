@@ -11,7 +11,7 @@ import { Tensor, tidy, random, div, mul, mean, exp, sub, sqrt, type random as R 
 import { valueAndGrad } from '@scm/autodiff';
 import { addNoise, diffusionLossPerSample, velocityTarget, networkVelocity, type NetContext, type NetFn } from './trigflow.js';
 import {
-  ddimStepBack, normalizeTangent, previousTime, sampleTime, scmLoss, scmTangent, scmTangentFiniteDifference, sumSquaresPerSample, warmupFactor,
+  ddimStepBack, normalizeTangent, previousTime, sampleTime, scmLoss, scmLossOfOutput, scmTangent, scmTangentFiniteDifference, sumSquaresPerSample, warmupFactor,
   type ScmOptions,
 } from './scm.js';
 import type { WeightingHead, WeightingParams } from './weighting.js';
@@ -46,7 +46,8 @@ export interface StepResult<P> {
   gRms?: Float32Array | Float64Array;
 }
 
-function draw(key: R.Key, x0: Tensor, sigmaD: number, pMean: number, pStd: number) {
+/** A step's randomness from its key: noise z, times t, and the dropout key. */
+export function drawStep(key: R.Key, x0: Tensor, sigmaD: number, pMean: number, pStd: number) {
   const [kz, kt, kd] = random.split(key, 3);
   const dtype = x0.dtype as 'float32' | 'float64';
   const z = random.normal(kz, [...x0.shape], { std: sigmaD, dtype, backend: x0.backend });
@@ -62,7 +63,7 @@ async function readArray(x: Tensor): Promise<Float32Array | Float64Array> {
 export async function diffusionStep<P>(inp: StepInputs<P>, opts: DiffusionStepOptions): Promise<StepResult<P>> {
   const { net, head, x0, key, train } = inp;
   const sd = opts.sigmaD;
-  const { z, t, dropoutKey } = draw(key, x0, sd, opts.pMean, opts.pStd);
+  const { z, t, dropoutKey } = drawStep(key, x0, sd, opts.pMean, opts.pStd);
   const ctx: NetContext = { train, key: dropoutKey };
   const [xt, v] = tidy(() => [addNoise(x0, z, t), velocityTarget(x0, z, t)]);
   const lossFn = (p: P, phi: WeightingParams) => {
@@ -87,33 +88,46 @@ export async function scmStep<P>(inp: ScmStepInputs<P>, opts: ScmOptions): Promi
   const { net, head, x0, key, train, teacher } = inp;
   const sd = opts.sigmaD;
   if (opts.method === 'scd' && !teacher) throw new Error('scmStep: sCD needs a teacher network and parameters');
-  const { z, t, dropoutKey } = draw(key, x0, sd, opts.pMean, opts.pStd);
+  const { z, t, dropoutKey } = drawStep(key, x0, sd, opts.pMean, opts.pStd);
   // The same dropout key in the JVP pass and the gradient pass: identical masks, so F_θ − F_θ⁻ = 0.
   const ctx: NetContext = { train, key: dropoutKey };
   const xt = tidy(() => addNoise(x0, z, t));
   const velocity = (x: Tensor, tt: Tensor) => tidy(() => networkVelocity(teacher!.net, teacher!.params, x, tt, sd));
   const dxdt = opts.method === 'sct' ? tidy(() => velocityTarget(x0, z, t)) : velocity(xt, t);
 
-  let raw: Tensor;
   if (opts.tangent === 'jvp') {
-    const out = scmTangent({ net, params: inp.params, xt, t, dxdt, r: warmupFactor(inp.iter, opts.warmupIters), sigmaD: sd, ctx });
-    raw = out.g;
-    out.F.dispose();
-    out.J.dispose();
-  } else {
-    const tPrev = tidy(() => previousTime(t, opts.fdSteps));
-    // sCT: the same (x0, z) at the earlier time; sCD: one teacher DDIM step back (spec §2.11).
-    const xPrev = opts.method === 'sct' ? tidy(() => addNoise(x0, z, tPrev)) : tidy(() => {
-      const v = velocity(xt, t);
-      return ddimStepBack(xt, t, tPrev, v);
-    });
-    const out = scmTangentFiniteDifference({ net, params: inp.params, xt, t, xPrev, tPrev, sigmaD: sd, ctx });
-    raw = out.g;
-    out.F.dispose();
-    out.J.dispose();
-    xPrev.dispose();
-    tPrev.dispose();
+    // One pass: F_θ⁻ = F_θ numerically (θ⁻ = stopGradient(θ), the same dropout mask), so the
+    // JVP's primal output is the loss's F_θ. Run the JVP inside the gradient and take F from
+    // it: the network's forward runs once instead of twice. The tangent J only enters g
+    // through stopGradient, so the backward pass never visits the tangent computations.
+    const r = warmupFactor(inp.iter, opts.warmupIters);
+    const lossFn = (p: P, phi: WeightingParams) => {
+      const { F, g: raw } = scmTangent({ net, params: p, xt, t, dxdt, r, sigmaD: sd, ctx });
+      const g = normalizeTangent(raw, opts.normalization, opts.normC);
+      return [scmLossOfOutput(F, { phi, head, t, g, opts }), raw];
+    };
+    const [[lossT, raw], [gradParams, gradPhi]] = valueAndGrad(lossFn, { argnums: [0, 1], hasAux: true })(inp.params, inp.phi) as [[Tensor, Tensor], [P, WeightingParams]];
+    const gRmsT = tidy(() => sqrt(div(sumSquaresPerSample(raw), raw.size / raw.shape[0])));
+    const loss = (await readArray(lossT))[0];
+    const tHost = await readArray(t);
+    const gRms = await readArray(gRmsT);
+    for (const x of new Set([z, t, xt, dxdt, raw, gRmsT, lossT])) x.dispose();
+    return { loss, gradParams, gradPhi, t: tHost, gRms };
   }
+
+  // The discrete-time tangent (spec §2.11): two forward passes for g, then the loss's.
+  const tPrev = tidy(() => previousTime(t, opts.fdSteps));
+  // sCT: the same (x0, z) at the earlier time; sCD: one teacher DDIM step back.
+  const xPrev = opts.method === 'sct' ? tidy(() => addNoise(x0, z, tPrev)) : tidy(() => {
+    const v = velocity(xt, t);
+    return ddimStepBack(xt, t, tPrev, v);
+  });
+  const out = scmTangentFiniteDifference({ net, params: inp.params, xt, t, xPrev, tPrev, sigmaD: sd, ctx });
+  const raw = out.g;
+  out.F.dispose();
+  out.J.dispose();
+  xPrev.dispose();
+  tPrev.dispose();
   const g = tidy(() => normalizeTangent(raw, opts.normalization, opts.normC));
   const gRmsT = tidy(() => sqrt(div(sumSquaresPerSample(raw), raw.size / raw.shape[0])));
 

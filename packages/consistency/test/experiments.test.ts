@@ -90,6 +90,10 @@ describe('scm experiment cifar', () => {
       const timed = await captureOutput(() => main(['eval', '--run', join(o.out, 'sct'), '--classifier', classifier, '--samples', '12', '--times', `${T_MAX},${T_MID}`]));
       await expect(main(['eval', '--run', join(o.out, 'sct'), '--times', '0.5,1.1'])).rejects.toThrow(/--times expects decreasing times/);
       expect(JSON.parse(timed.find((l) => l.startsWith('{'))!)[`times:${T_MAX},${T_MID}`]).toBeCloseTo(cells[2][1], 1);
+      // --clip-denoised: the 2-step sampler with the intermediate estimate clipped (its own key).
+      const clipped = await captureOutput(() => main(['eval', '--run', join(o.out, 'sct'), '--classifier', classifier, '--samples', '12', '--steps', '2', '--clip-denoised', '1']));
+      expect(Number.isFinite(JSON.parse(clipped.find((l) => l.startsWith('{'))!)['2step:clip1'])).toBe(true);
+      await expect(main(['eval', '--run', join(o.out, 'sct'), '--clip-denoised', '0'])).rejects.toThrow(/--clip-denoised expects a positive number/);
     } finally {
       await rm(dir, { recursive: true, force: true });
     }

@@ -75,6 +75,20 @@ describe('consistency sampling', () => {
       expect(maxAbsDiff(x, T.mul(xMid, flowMap(T_MID)))).toBeLessThan(1e-12);
     });
   });
+  test('clipDenoised clips the intermediate estimate before re-noising, not the result', () => {
+    T.tidy(() => {
+      const net = exactConsistencyNet(s, sd);
+      const z = T.random.normal(T.random.key(6), [5, 2], { std: sd, ...f64 });
+      const key = T.random.key(7);
+      const c = 0.1;
+      const x = sampleConsistency(net, null, z, [T_MAX, T_MID], key, sd, c);
+      const x0 = T.clip(T.mul(z, flowMap(T_MAX)), -c, c);
+      const noise = T.random.normal(T.random.foldIn(key, 1), [5, 2], { std: sd, ...f64 });
+      const xMid = T.add(T.mul(x0, Math.cos(T_MID)), T.mul(noise, Math.sin(T_MID)));
+      expect(maxAbsDiff(x, T.mul(xMid, flowMap(T_MID)))).toBeLessThan(1e-12);
+      expect(maxAbsDiff(x, sampleConsistency(net, null, z, [T_MAX, T_MID], key))).toBeGreaterThan(1e-3);
+    });
+  });
   test('no tensors leak', () => {
     const net = exactConsistencyNet(s, sd);
     const z = T.random.normal(T.random.key(8), [3, 2], { std: sd, ...f64 });
