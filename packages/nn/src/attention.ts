@@ -20,7 +20,7 @@
  */
 import { customJvp, stopGradient } from '@scm/autodiff';
 import {
-  Tensor, TensorError, add, concat, div, exp, full, matmul, max, mT, mul, reshape, slice, softmax, split, sub, sum, transpose,
+  Tensor, TensorError, add, concat, div, exp, full, fuse, matmul, max, mT, mul, reshape, slice, softmax, split, sub, sum, transpose,
 } from '@scm/tensor';
 import { edm, type Initializer } from './init.js';
 import { Module, getChild, type Ctx, type Params, type SpecTree } from './module.js';
@@ -210,7 +210,8 @@ export class SelfAttention2d extends Module {
     const o = attention(q, k, v, { blockRows: this.opts.blockRows });
     // [N·heads, L, d] -> [N, C, H, W]
     const a = reshape(transpose(reshape(o, [N, heads, L, d]), [0, 1, 3, 2]), [N, C, H, W]);
-    const y = add(x, this.proj.apply(getChild(params, 'proj', 'SelfAttention2d'), a));
-    return this.skipScale === 1 ? y : mul(y, this.skipScale);
+    const p = this.proj.apply(getChild(params, 'proj', 'SelfAttention2d'), a);
+    const scale = this.skipScale;
+    return scale === 1 ? add(x, p) : fuse((u, w) => u.add(w).mul(scale), [x, p]);
   }
 }

@@ -9,7 +9,7 @@
  *
  * resample is 2× nearest upsampling ('up'), 2×2 average pooling ('down') or nothing.
  */
-import { TensorError, add, mul, type Tensor } from '@scm/tensor';
+import { TensorError, add, fuse, type Tensor } from '@scm/tensor';
 import { edm, type Initializer } from '../init.js';
 import { Module, childCtx, getChild, type Ctx, type Params, type SpecTree } from '../module.js';
 import { SelfAttention2d } from '../attention.js';
@@ -86,8 +86,9 @@ export class ResBlock extends Module<[Tensor, Tensor]> {
     h = this.cond.applyWith(child('cond'), h, emb, true);
     h = this.conv1.apply(child('conv1'), dropout(h, this.dropout, childCtx(ctx, 'dropout')));
     const skip = this.skip ? this.skip.apply(child('skip'), this.resampled(x)) : x;
-    h = add(h, skip);
-    if (this.skipScale !== 1) h = mul(h, this.skipScale);
+    // (h + skip) · skipScale in one kernel.
+    const scale = this.skipScale;
+    h = scale === 1 ? add(h, skip) : fuse((a, b) => a.add(b).mul(scale), [h, skip]);
     return this.attn ? this.attn.apply(child('attn'), h) : h;
   }
 }
