@@ -12,13 +12,13 @@
  */
 import { writeFile, mkdir } from 'node:fs/promises';
 import { join, relative } from 'node:path';
-import { Tensor, tidy, dispose, clip, slice, upsampleNearest, avgPool2d } from '@scm/tensor';
+import { Tensor, tidy, dispose, clip, slice, upsampleNearest, avgPool2d, add, mul, full, random } from '@scm/tensor';
 import { loadCifar10, loadClassifier, type Classifier, type Params } from '@scm/nn';
 import { defaultConfig, useBackend, type RunConfig } from './setup.js';
 import { loadTrained } from './train.js';
 import { generateMany, type SampleSpec } from './evaluate.js';
 import { consistencyTimes } from './samplers.js';
-import { T_MAX, T_MID } from './trigflow.js';
+import { T_MAX, T_MID, consistencyFunction } from './trigflow.js';
 import { frechetDistance, evenlySpaced } from './digits.js';
 import { ensureRun } from './experiments.js';
 
@@ -114,6 +114,33 @@ export async function judgeCifarRun(j: CifarJudge, ckpt: string, samplers: Sampl
     log?.(`  ${ckpt} ${s.kind} ${s.kind === 'heun' ? s.steps : s.times.length - (s.kind === 'ddim' ? 1 : 0)} steps: ${out.at(-1)!.toFixed(2)} (${((Date.now() - t0) / 1000).toFixed(0)} s)`);
   }
   dispose(trained.params);
+  return out;
+}
+
+/**
+ * How well a run's f(·, t) denoises real images: n training images (evenly spaced, averaged
+ * like the run's data) noised to each time t (fresh noise from `seed`), mapped by the
+ * consistency function f once, then judged like samples. A perfect consistency model
+ * returns images as real as the data at every t; a posterior-mean denoiser returns blurred
+ * ones, further from the data the larger t. The gap explains 2-step samples: their second
+ * step is this map applied to a re-noised 1-step sample.
+ */
+export async function judgeCifarDenoising(j: CifarJudge, ckpt: string, times: readonly number[], seed = 7): Promise<number[]> {
+  const trained = await loadTrained(ckpt, 'ema');
+  const { source, pool } = cifarData(trained.config.data);
+  const real = await realImages(source, 'train', j.n, pool);
+  const out: number[] = [];
+  for (const [k, t] of times.entries()) {
+    const y = tidy(() => {
+      const z = random.normal(random.foldIn(random.key(seed), k), [...real.shape], { std: trained.config.sigmaD });
+      const xt = add(mul(real, Math.cos(t)), mul(z, Math.sin(t)));
+      return consistencyFunction(trained.net, trained.params, xt, full([real.shape[0]], t), trained.config.sigmaD);
+    });
+    const f = await features(j.model, j.params, y);
+    y.dispose();
+    out.push(frechetDistance(f, j.n, j.reference, j.n, j.model.config.hidden));
+  }
+  dispose([real, trained.params]);
   return out;
 }
 

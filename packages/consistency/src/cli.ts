@@ -16,7 +16,7 @@ import { consistencyTimes, karrasTimes, initialNoise, sampleConsistency, sampleD
 import { sampleSpecs, toPointSet, saveScatterPng, displayImages, generate, type SampleSpec } from './evaluate.js';
 import { loadDigitJudge, scoreDigits, trainDigitClassifier, realDigits, evaluateDigitsRun, defaultJudgePath } from './digits.js';
 import { slicedWasserstein2, meanNearestDistance } from './metrics.js';
-import { cifarExperiment, loadCifarJudge, judgeCifarRun } from './cifar.js';
+import { cifarExperiment, loadCifarJudge, judgeCifarRun, judgeCifarDenoising } from './cifar.js';
 import { toyExperiment, ablationExperiment, gaussianExperiment, mnistExperiment, evaluateRun, type ExperimentOptions } from './experiments.js';
 
 const HELP = `scm — TrigFlow diffusion and continuous-time consistency models (sCT, sCD)
@@ -71,6 +71,7 @@ sample options:
   --steps N                       consistency steps (1, 2 or more), default 1
   --times a,b,...                 explicit consistency times (overrides --steps)
   --clip-denoised C               clip each intermediate estimate of x0 to [−C, C] before re-noising
+  --denoise-real t1,t2,...        CIFAR-10: also judge f applied once to real images noised to each t
   --sampler cm|heun|ddim          (default cm; heun/ddim for diffusion runs, --steps = solver steps)
   --n N --seed N --out FILE       (default 64 images or 2000 points, DIR/samples/sample-<sampler>-<steps>.png)
 
@@ -93,7 +94,7 @@ const OPTIONS = {
   'log-every': string, 'sample-every': string, 'checkpoint-every': string, 'eval-samples': string, 'heun-steps': string,
   norm: string, 'norm-c': string, warmup: string, 'no-adaptive-weighting': bool, 'extra-inv-sigma': bool, tangent: string, 'fd-steps': string,
   'time-transform': string, 'time-embedding': string,
-  run: string, times: string, 'clip-denoised': string, sampler: string, n: string, samples: string, 'from-scratch': bool, help: bool,
+  run: string, times: string, 'clip-denoised': string, 'denoise-real': string, sampler: string, n: string, samples: string, 'from-scratch': bool, help: bool,
   'teacher-train-steps': string, seeds: string, only: string, classifier: string,
 };
 
@@ -229,10 +230,12 @@ async function evalDigits(v: Values, path: string, config: RunConfig): Promise<v
   console.log(JSON.stringify(result));
 }
 
-/** `--times a,b,...`: decreasing consistency times in (0, π/2). */
-function parseTimes(text: string): number[] {
+/** `--times a,b,...`: decreasing consistency times in (0, π/2] (any order where `decreasing` is false). */
+function parseTimes(text: string, flag = '--times', decreasing = true): number[] {
   const times = text.split(',').map(Number);
-  if (!times.length || times.some((t, i) => !(t > 0 && t <= Math.PI / 2) || (i > 0 && !(t < times[i - 1])))) throw new Error(`--times expects decreasing times in (0, π/2], got "${text}"`);
+  if (!times.length || times.some((t, i) => !(t > 0 && t <= Math.PI / 2) || (decreasing && i > 0 && !(t < times[i - 1])))) {
+    throw new Error(`${flag} expects ${decreasing ? 'decreasing ' : ''}times in (0, π/2], got "${text}"`);
+  }
   return times;
 }
 
@@ -249,11 +252,15 @@ function evalSpecs(v: Values, config: RunConfig): SampleSpec[] {
 
 /** CIFAR-10 runs: Fréchet distance in the CIFAR-10 classifier's features (not FID), per sampler. */
 async function evalCifar(v: Values, path: string, config: RunConfig): Promise<void> {
+  const fdsOut: Record<string, number> = {};
   const judge = await loadCifarJudge((v.classifier as string | undefined) ?? CIFAR_CLASSIFIER, config.data, num(v, 'samples', 1000, true));
   const specs = evalSpecs(v, config);
   const fds = await judgeCifarRun(judge, path, specs.map((s) => s.sampler), num(v, 'seed', 7, true));
+  const denoiseTimes = v['denoise-real'] === undefined ? [] : parseTimes(String(v['denoise-real']), '--denoise-real', false);
+  const denoised = await judgeCifarDenoising(judge, path, denoiseTimes, num(v, 'seed', 7, true));
   dispose(judge.params);
-  console.log(JSON.stringify({ run: path, method: config.method, samples: judge.n, real_train_images: judge.floor, ...Object.fromEntries(specs.map((s, i) => [s.name, fds[i]])) }));
+  Object.assign(fdsOut, Object.fromEntries(denoiseTimes.map((t, i) => [`denoise-real:${t}`, denoised[i]])));
+  console.log(JSON.stringify({ run: path, method: config.method, samples: judge.n, real_train_images: judge.floor, ...Object.fromEntries(specs.map((s, i) => [s.name, fds[i]])), ...fdsOut }));
 }
 
 async function cmdEval(v: Values): Promise<void> {

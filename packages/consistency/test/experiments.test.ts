@@ -94,6 +94,10 @@ describe('scm experiment cifar', () => {
       const clipped = await captureOutput(() => main(['eval', '--run', join(o.out, 'sct'), '--classifier', classifier, '--samples', '12', '--steps', '2', '--clip-denoised', '1']));
       expect(Number.isFinite(JSON.parse(clipped.find((l) => l.startsWith('{'))!)['2step:clip1'])).toBe(true);
       await expect(main(['eval', '--run', join(o.out, 'sct'), '--clip-denoised', '0'])).rejects.toThrow(/--clip-denoised expects a positive number/);
+      // --denoise-real: f applied once to real images noised to t; the noisier, the harder.
+      const den = JSON.parse((await captureOutput(() => main(['eval', '--run', join(o.out, 'sct'), '--classifier', classifier, '--samples', '12', '--steps', '1', '--denoise-real', '0.05,1.1']))).find((l) => l.startsWith('{'))!);
+      expect(den['denoise-real:0.05']).toBeLessThan(den['denoise-real:1.1']);
+      await expect(main(['eval', '--run', join(o.out, 'sct'), '--denoise-real', '2'])).rejects.toThrow(/--denoise-real expects times in/);
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
