@@ -19,7 +19,8 @@
  *   --memory-steps N --memory-config [nano:32]             N steps in a row: live tensors, buffers, host
  *                                                          RSS and GPU memory (nvidia-smi) stay flat?
  *   --profile                                              our step only (first preset and batch): time and
- *                                                          calls per primitive
+ *                                                          calls per primitive (PROFILE_PROGRAMS=1 in the
+ *                                                          environment: fused kernels by the ops they hold)
  *   --image-size [32] (smaller only to check the scripts end to end on a slow device)  --json FILE
  *
  * What is timed, for every implementation alike (wall clock, and this process's CPU time):
@@ -528,11 +529,12 @@ async function profileMode() {
   be.run = (prim, inputs, avals, params, out) => {
     const t0 = performance.now();
     const r = run(prim, inputs, avals, params, out);
-    const e = byPrim.get(prim.name) ?? { calls: 0, ms: 0, cells: 0 };
+    const name = process.env.PROFILE_PROGRAMS && params && params.code ? `${prim.name}[${[...new Set(params.code.map((c) => c[0]))].filter((op) => op !== 'in' && op !== 'const').join(',')}]` : prim.name;
+    const e = byPrim.get(name) ?? { calls: 0, ms: 0, cells: 0 };
     e.calls++;
     e.ms += performance.now() - t0;
     e.cells += out.shape.reduce((a, b) => a * b, 1);
-    byPrim.set(prim.name, e);
+    byPrim.set(name, e);
     return r;
   };
   const t0 = performance.now();
