@@ -243,14 +243,19 @@ function applyProgram(code: readonly Instr[], args: readonly Tensor[]): Tensor {
     const operands = last.slice(1).map((id) => applyProgram(subprogram(code, id as number), args));
     return bind(fusedPrim, operands, { code: operands.length === 1 ? [['in', 0], [last[0], 0]] : [['in', 0], ['in', 1], [last[0], 0, 1]] } as { code: Instr[] });
   }
-  if (read.length < args.length) {
-    // A program that reads no input is a constant: it still needs one input for its shape.
-    const keep = read.length ? read : [0];
-    const at = new Map(keep.map((k, j) => [k, j]));
-    code = code.map((c) => (c[0] === 'in' ? (['in', at.get(c[1]) ?? 0] as const) : c));
-    args = keep.map((k) => args[k]);
-  }
-  return bind(fusedPrim, [...args], { code });
+  return bind(fusedPrim, ...onlyInputsRead(code, read, args));
+}
+
+/**
+ * The program and arguments without the inputs it does not read. A program that reads
+ * none is a constant: it keeps one input, for the kernel's shape.
+ */
+function onlyInputsRead<P extends object>(code: readonly Instr[], read: number[], args: readonly Tensor[], params?: P): [Tensor[], P & { code: readonly Instr[] }] {
+  if (read.length === args.length) return [[...args], { ...params, code } as P & { code: readonly Instr[] }];
+  const keep = read.length ? read : [0];
+  const at = new Map(keep.map((k, j) => [k, j]));
+  const renumbered = code.map((c) => (c[0] === 'in' ? (['in', at.get(c[1]) ?? 0] as const) : c));
+  return [keep.map((k) => args[k]), { ...params, code: renumbered } as P & { code: readonly Instr[] }];
 }
 
 /**
@@ -273,17 +278,11 @@ export function fuseSumProgram(code: readonly Instr[], inputs: readonly Tensor[]
   if (sorted.length === 0) return broadcastTo(fuseProgram(code, inputs), grid);
   let dtype = inputs.map((x) => x.dtype).reduce(promote);
   if (!isFloat(dtype)) dtype = 'float32';
-  let args = inputs.map((x) => cast(x, dtype));
+  const args = inputs.map((x) => cast(x, dtype));
   code = subprogram(code, code.length - 1);
   const read = inputsRead(code);
   if (read.length > MAX_FUSED_INPUTS) return sum(broadcastTo(applyProgram(code, args), grid), sorted, true);
-  if (read.length < args.length) {
-    const keep = read.length ? read : [0];
-    const at = new Map(keep.map((k, j) => [k, j]));
-    code = code.map((c) => (c[0] === 'in' ? (['in', at.get(c[1]) ?? 0] as const) : c));
-    args = keep.map((k) => args[k]);
-  }
-  return bind(fusedSumPrim, args, { code, grid: [...grid], axes: sorted });
+  return bind(fusedSumPrim, ...onlyInputsRead(code, read, args, { grid: [...grid], axes: sorted }));
 }
 
 // ------------------------------ reductions ----------------------------------

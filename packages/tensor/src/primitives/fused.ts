@@ -251,8 +251,8 @@ function unaryDerivative(op: FusedUnary, x: Expr, y: Expr): Expr {
 
 // ------------------------------ the primitive -------------------------------
 
-function checkProgram(code: readonly Instr[], n: number, shapes: readonly (readonly number[])[]): void {
-  const bad = (why: string) => new TensorError('fused', why, shapes);
+function checkProgram(name: string, code: readonly Instr[], n: number, shapes: readonly (readonly number[])[]): void {
+  const bad = (why: string) => new TensorError(name, why, shapes);
   if (!Array.isArray(code) || code.length === 0) throw bad('the expression is empty');
   code.forEach((instr, i) => {
     const [op, a, b] = instr;
@@ -304,14 +304,8 @@ function programLines(code: readonly Instr[]): string {
 export const fused: Primitive<FusedParams> = {
   name: 'fused',
   abstract(inputs: readonly Aval[], { code }): Aval {
-    const shapes = inputs.map((a) => a.shape);
-    if (inputs.length === 0) throw new TensorError('fused', 'expected at least one input tensor');
-    const dtype = inputs[0].dtype;
-    if (!isFloat(dtype) || inputs.some((a) => a.dtype !== dtype)) {
-      throw new TensorError('fused', `inputs must share one float dtype, got ${inputs.map((a) => a.dtype).join(', ')}`, shapes);
-    }
-    checkProgram(code, inputs.length, shapes);
-    return { shape: broadcastShapes('fused', ...shapes), dtype };
+    checkInputs('fused', inputs, code);
+    return { shape: broadcastShapes('fused', ...inputs.map((a) => a.shape)), dtype: inputs[0].dtype };
   },
   reference(inputs, avals, { code }, out) {
     const maps = avals.map((a) => broadcastMap(out.shape, a.shape));
@@ -325,20 +319,36 @@ export const fused: Primitive<FusedParams> = {
     return kernelFn(avals.length, `${loadBroadcast(out.shape, avals.map((a) => a.shape), names)}\n${programLines(code)}\nreturn v${code.length - 1};`);
   },
   jvp(primals, tangents, { code }) {
-    const n = primals.length;
-    const b = new ProgramBuilder();
-    const inputs = primals.map((_, k) => b.input(k));
-    // Tangent k becomes input n + (its position among the tangents present).
-    const present: Tensor[] = [];
-    const ts = tangents.map((t) => (t ? b.input(n + present.push(t) - 1) : null));
-    const t = tangentOf(code, b, inputs, ts);
-    if (!t) return null;
-    return ops.fuseProgram(b.finish(t), [...primals, ...present]);
+    const jvp = tangentProgram(code, primals, tangents);
+    return jvp && ops.fuseProgram(jvp.code, jvp.inputs);
   },
   vjp(cotangent, primals, { code }, out, needs) {
-    return cotangentsOf(code, primals, cotangent, out.shape, [], needs);
+    return cotangentsOf(code, primals, cotangent, out.shape, needs);
   },
 };
+
+/**
+ * The JVP of a program as a program over the primals and the tangents present (tangent k
+ * becomes the input after the primals at its position among them); null if it is zero.
+ */
+function tangentProgram(code: readonly Instr[], primals: Tensor[], tangents: (Tensor | null)[]): { code: Instr[]; inputs: Tensor[] } | null {
+  const b = new ProgramBuilder();
+  const inputs = primals.map((_, k) => b.input(k));
+  const present: Tensor[] = [];
+  const ts = tangents.map((t) => (t ? b.input(primals.length + present.push(t) - 1) : null));
+  const t = tangentOf(code, b, inputs, ts);
+  return t && { code: b.finish(t), inputs: [...primals, ...present] };
+}
+
+/** The shape rule both primitives share: inputs of one float dtype, a valid program. */
+function checkInputs(name: string, inputs: readonly Aval[], code: readonly Instr[]): void {
+  const shapes = inputs.map((a) => a.shape);
+  if (inputs.length === 0) throw new TensorError(name, 'expected at least one input tensor');
+  if (!isFloat(inputs[0].dtype) || inputs.some((a) => a.dtype !== inputs[0].dtype)) {
+    throw new TensorError(name, `inputs must share one float dtype, got ${inputs.map((a) => a.dtype).join(', ')}`, shapes);
+  }
+  checkProgram(name, code, inputs.length, shapes);
+}
 
 /** The grid axes along which an input of `shape` is broadcast (absent or 1 where the grid is wider). */
 function broadcastAxes(grid: Shape, shape: Shape): number[] {
@@ -351,7 +361,7 @@ function broadcastAxes(grid: Shape, shape: Shape): number[] {
  * the output cotangent `ct` (shaped like the grid with `axes` kept as 1): for input k,
  * Σ ct · ∂f/∂x_k over the grid positions that read each of its elements, one fusedSum each.
  */
-function cotangentsOf(code: readonly Instr[], primals: Tensor[], ct: Tensor, grid: Shape, _axes: readonly number[], needs: boolean[]): (Tensor | null)[] {
+function cotangentsOf(code: readonly Instr[], primals: Tensor[], ct: Tensor, grid: Shape, needs: boolean[]): (Tensor | null)[] {
   const n = primals.length;
   return primals.map((x, k) => {
     if (!needs[k]) return null;
@@ -396,18 +406,13 @@ export interface FusedSumParams extends FusedParams {
 export const fusedSum: Primitive<FusedSumParams> = {
   name: 'fusedSum',
   abstract(inputs, { code, grid, axes }): Aval {
+    checkInputs('fusedSum', inputs, code);
     const shapes = inputs.map((a) => a.shape);
-    if (inputs.length === 0) throw new TensorError('fusedSum', 'expected at least one input tensor');
-    const dtype = inputs[0].dtype;
-    if (!isFloat(dtype) || inputs.some((a) => a.dtype !== dtype)) {
-      throw new TensorError('fusedSum', `inputs must share one float dtype, got ${inputs.map((a) => a.dtype).join(', ')}`, shapes);
-    }
     if (!shapesEqual(broadcastShapes('fusedSum', grid, ...shapes), grid)) throw new TensorError('fusedSum', `inputs must broadcast to the grid [${grid.join(', ')}]`, shapes);
     if (!axes.every((a, j) => Number.isInteger(a) && a >= 0 && a < grid.length && (j === 0 || a > axes[j - 1]))) {
       throw new TensorError('fusedSum', `axes must be increasing axes of the grid [${grid.join(', ')}], got [${axes.join(', ')}]`, shapes);
     }
-    checkProgram(code, inputs.length, shapes);
-    return { shape: grid.map((d, k) => (axes.includes(k) ? 1 : d)), dtype };
+    return { shape: grid.map((d, k) => (axes.includes(k) ? 1 : d)), dtype: inputs[0].dtype };
   },
   reference(inputs, avals, { code, grid }, out) {
     const maps = avals.map((a) => broadcastMap(grid, a.shape));
@@ -422,16 +427,11 @@ export const fusedSum: Primitive<FusedSumParams> = {
     return kernelFn(avals.length, `${coordLines(out.shape)}\n${sumLoopLines(grid, axes, avals.map((a) => a.shape), body)}`);
   },
   jvp(primals, tangents, { code, grid, axes }) {
-    const n = primals.length;
-    const b = new ProgramBuilder();
-    const inputs = primals.map((_, k) => b.input(k));
-    const present: Tensor[] = [];
-    const ts = tangents.map((t) => (t ? b.input(n + present.push(t) - 1) : null));
-    const t = tangentOf(code, b, inputs, ts);
-    if (!t) return null;
-    return ops.fuseSumProgram(b.finish(t), [...primals, ...present], grid, axes);
+    // The sum is linear: the tangent of the sum is the sum of the tangent.
+    const jvp = tangentProgram(code, primals, tangents);
+    return jvp && ops.fuseSumProgram(jvp.code, jvp.inputs, grid, axes);
   },
-  vjp(cotangent, primals, { code, grid, axes }, _out, needs) {
-    return cotangentsOf(code, primals, cotangent, grid, axes, needs);
+  vjp(cotangent, primals, { code, grid }, _out, needs) {
+    return cotangentsOf(code, primals, cotangent, grid, needs);
   },
 };
