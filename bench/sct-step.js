@@ -18,16 +18,21 @@
  *   --warmup [1]  --reps [3]  --config-budget-s [60]  --deadline-s (skip what would start later)
  *   --memory-steps N --memory-config [nano:32]             N steps in a row: live tensors, buffers, host
  *                                                          RSS and GPU memory (nvidia-smi) stay flat?
+ *   --two-pass                                             our step as Algorithm 1 is written, as the peers
+ *                                                          run it (impl ours:BACKEND:2pass); by default the
+ *                                                          network's forward runs once (consistency README)
  *   --profile                                              our step only (first preset and batch): time and
  *                                                          calls per primitive (PROFILE_PROGRAMS=1 in the
  *                                                          environment: fused kernels by the ops they hold)
  *   --image-size [32] (smaller only to check the scripts end to end on a slow device)  --json FILE
  *
  * What is timed, for every implementation alike (wall clock, and this process's CPU time):
- *  - step: one real training iteration. Ours is what `scm train` runs: scmStep (draw, JVP
- *    tangent, valueAndGrad of the sCT loss) then RAdam (lr 1e-4, betas 0.9/0.99) and the EMA,
- *    reading the new EMA parameters back. PyTorch: torch_sct.py (torch.func/functorch jvp,
- *    torch.optim.RAdam). jax-js: jaxjs-sct.js (one jit'ed function).
+ *  - step: one real training iteration. Ours is what `scm train` runs: scmStep (draw, then
+ *    valueAndGrad of the sCT loss with the JVP tangent inside it, the network's forward run
+ *    once; --two-pass: the JVP, then the loss's forward) then RAdam (lr 1e-4, betas 0.9/0.99)
+ *    and the EMA, reading the new EMA parameters back. PyTorch: torch_sct.py (torch.func/
+ *    functorch jvp, then the loss's forward; torch.optim.RAdam). jax-js: jaxjs-sct.js (one
+ *    jit'ed function, the same two passes).
  *  - forward: the network alone on the batch; jvp: the tangent pass alone (scmTangent);
  *    grad+update = step - jvp (the loss's forward and backward, the optimizer and the EMA).
  * Each repetition times step, forward and jvp back to back; medians after warm-up.
@@ -96,7 +101,10 @@ const opts = {
 const presetName = (preset) => `sct ${preset}${opts.imageSize !== 32 ? ` ${opts.imageSize}px` : ''}`;
 const caseBase = (preset, batch) => `${presetName(preset)} b${batch}`;
 const here = fileURLToPath(new URL('.', import.meta.url));
-const ourImpl = `ours:${backend}`;
+// --two-pass: our step as Algorithm 1 is written (the JVP, then the loss's own forward pass), as
+// the PyTorch and jax-js mirrors run it; by default ours runs the forward once (onePass).
+const twoPass = argv.includes('--two-pass');
+const ourImpl = `ours:${backend}${twoPass ? ':2pass' : ''}`;
 const torchImpl = (threads) => (opts.torchDevice !== 'cpu' || threads === 2 ? `torch:${opts.torchDevice}` : `torch:${opts.torchDevice}:${threads}t`);
 const jaxImpl = `jax-js:${opts.jaxDevice}`;
 
@@ -177,7 +185,7 @@ function oursTrainer(preset, batch, params0) {
   const unet = makeUnet(preset);
   const net = (p, y, t, ctx) => unet.apply(p, y, t, ctx);
   const head = new CM.WeightingHead();
-  const scm = { ...CM.defaultScmOptions, method: 'sct' };
+  const scm = { ...CM.defaultScmOptions, method: 'sct', onePass: !twoPass };
   const optimizer = NN.radam({ lr: 1e-4, b1: 0.9, b2: 0.99, eps: 1e-8 });
   const ema = NN.emaHalflife({ halflifeKimg: 500, rampupRatio: 0.05, batchSize: batch });
   const runKey = T.random.key(0);

@@ -51,6 +51,12 @@ export interface ScmOptions {
   tangent: 'jvp' | 'fd';
   /** Number of discretization steps N for 'fd': Δt = (π/2)/N. */
   fdSteps: number;
+  /**
+   * With the JVP tangent: run the JVP inside the gradient and take the loss's F_θ from its
+   * primal output (one forward pass; the default), or as Algorithm 1 is written, the JVP
+   * then the loss's own forward pass (false; the same loss and gradients).
+   */
+  onePass?: boolean;
 }
 
 export const defaultScmOptions: ScmOptions = {

@@ -47,7 +47,7 @@ export interface StepResult<P> {
 }
 
 /** A step's randomness from its key: noise z, times t, and the dropout key. */
-export function drawStep(key: R.Key, x0: Tensor, sigmaD: number, pMean: number, pStd: number) {
+function drawStep(key: R.Key, x0: Tensor, sigmaD: number, pMean: number, pStd: number) {
   const [kz, kt, kd] = random.split(key, 3);
   const dtype = x0.dtype as 'float32' | 'float64';
   const z = random.normal(kz, [...x0.shape], { std: sigmaD, dtype, backend: x0.backend });
@@ -95,7 +95,7 @@ export async function scmStep<P>(inp: ScmStepInputs<P>, opts: ScmOptions): Promi
   const velocity = (x: Tensor, tt: Tensor) => tidy(() => networkVelocity(teacher!.net, teacher!.params, x, tt, sd));
   const dxdt = opts.method === 'sct' ? tidy(() => velocityTarget(x0, z, t)) : velocity(xt, t);
 
-  if (opts.tangent === 'jvp') {
+  if (opts.tangent === 'jvp' && opts.onePass !== false) {
     // One pass: F_θ⁻ = F_θ numerically (θ⁻ = stopGradient(θ), the same dropout mask), so the
     // JVP's primal output is the loss's F_θ. Run the JVP inside the gradient and take F from
     // it: the network's forward runs once instead of twice. The tangent J only enters g
@@ -115,19 +115,28 @@ export async function scmStep<P>(inp: ScmStepInputs<P>, opts: ScmOptions): Promi
     return { loss, gradParams, gradPhi, t: tHost, gRms };
   }
 
-  // The discrete-time tangent (spec §2.11): two forward passes for g, then the loss's.
-  const tPrev = tidy(() => previousTime(t, opts.fdSteps));
-  // sCT: the same (x0, z) at the earlier time; sCD: one teacher DDIM step back.
-  const xPrev = opts.method === 'sct' ? tidy(() => addNoise(x0, z, tPrev)) : tidy(() => {
-    const v = velocity(xt, t);
-    return ddimStepBack(xt, t, tPrev, v);
-  });
-  const out = scmTangentFiniteDifference({ net, params: inp.params, xt, t, xPrev, tPrev, sigmaD: sd, ctx });
-  const raw = out.g;
-  out.F.dispose();
-  out.J.dispose();
-  xPrev.dispose();
-  tPrev.dispose();
+  // Two passes: the tangent (a JVP at θ⁻, or the discrete-time tangent of spec §2.11 from two
+  // forward passes), then the loss's own forward pass at θ.
+  let raw: Tensor;
+  if (opts.tangent === 'jvp') {
+    const out = scmTangent({ net, params: inp.params, xt, t, dxdt, r: warmupFactor(inp.iter, opts.warmupIters), sigmaD: sd, ctx });
+    raw = out.g;
+    out.F.dispose();
+    out.J.dispose();
+  } else {
+    const tPrev = tidy(() => previousTime(t, opts.fdSteps));
+    // sCT: the same (x0, z) at the earlier time; sCD: one teacher DDIM step back.
+    const xPrev = opts.method === 'sct' ? tidy(() => addNoise(x0, z, tPrev)) : tidy(() => {
+      const v = velocity(xt, t);
+      return ddimStepBack(xt, t, tPrev, v);
+    });
+    const out = scmTangentFiniteDifference({ net, params: inp.params, xt, t, xPrev, tPrev, sigmaD: sd, ctx });
+    raw = out.g;
+    out.F.dispose();
+    out.J.dispose();
+    xPrev.dispose();
+    tPrev.dispose();
+  }
   const g = tidy(() => normalizeTangent(raw, opts.normalization, opts.normC));
   const gRmsT = tidy(() => sqrt(div(sumSquaresPerSample(raw), raw.size / raw.shape[0])));
 
