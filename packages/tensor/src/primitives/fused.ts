@@ -15,7 +15,9 @@
  * kernel (a variance: Σ (x − m)²), so no full-size intermediate is written. The VJP of an
  * expression uses it too: a broadcast input's cotangent is summed as it is computed.
  * Partial derivatives recompute the primal subexpressions they need instead of saving
- * them: on these backends moving a full-size tensor costs more than recomputing it.
+ * them: on these backends moving a full-size tensor costs more than a few multiply-adds.
+ * An exponential is not a few: a program with one and many inputs pays for it once per
+ * input's VJP kernel, so nn's groupNorm keeps its SiLU a separate fused op (measured).
  */
 import type { Aval } from '../backend.js';
 import { coordLines, f, kernelFn } from '../codegen.js';
