@@ -135,6 +135,8 @@ describe('programs', () => {
     expect(trace((x) => x.mul(1).add(0).sub(x.mul(0)), 1)).toEqual([['in', 0]]);
     expect(trace((x) => x.neg().neg(), 1)).toEqual([['in', 0]]);
     expect(trace(() => 2, 1)).toEqual([['const', 2]]);
+    expect(trace((x) => x.mul(-0).add(x.mul(0)), 1)).toEqual([['const', 0]]);
+    expect(trace((x) => x.add(1).div(-0).sub(x.add(1).div(0)), 1).filter((c) => c[0] === 'const')).toEqual([['const', 1], ['const', -0], ['const', 0]]);
   });
 
   test('the derivative of a program is a small program', () => {

@@ -57,7 +57,8 @@ export class ProgramBuilder {
   private readonly seen = new Map<string, number>();
 
   private emit(instr: Instr): Expr {
-    const key = instr.join(' ');
+    // (−0 kept apart from 0: their reciprocals differ.)
+    const key = instr[0] === 'const' && Object.is(instr[1], -0) ? 'const -0' : instr.join(' ');
     let id = this.seen.get(key);
     if (id === undefined) {
       id = this.code.push(instr) - 1;
