@@ -226,10 +226,14 @@ const MAX_FUSED_INPUTS = 7;
 export function fuseProgram(code: readonly Instr[], inputs: readonly Tensor[]): Tensor {
   checkFuseInputs(inputs);
   const shape = broadcastShapes('fuse', ...inputs.map((x) => x.shape));
-  let dtype = inputs.map((x) => x.dtype).reduce(promote);
-  if (!isFloat(dtype)) dtype = 'float32';
-  const y = applyProgram(code, inputs.map((x) => cast(x, dtype)));
+  const y = applyProgram(code, floatArgs(inputs));
   return shapesEqual(y.shape, shape) ? y : broadcastTo(y, shape);
+}
+
+/** The inputs in their common float dtype (int32 and bool become float32). */
+function floatArgs(inputs: readonly Tensor[]): Tensor[] {
+  const dtype = inputs.map((x) => x.dtype).reduce(promote);
+  return inputs.map((x) => cast(x, isFloat(dtype) ? dtype : 'float32'));
 }
 
 function applyProgram(code: readonly Instr[], args: readonly Tensor[]): Tensor {
@@ -276,9 +280,7 @@ export function fuseSumProgram(code: readonly Instr[], inputs: readonly Tensor[]
   checkFuseInputs(inputs);
   const sorted = [...axes].sort((a, b) => a - b);
   if (sorted.length === 0) return broadcastTo(fuseProgram(code, inputs), grid);
-  let dtype = inputs.map((x) => x.dtype).reduce(promote);
-  if (!isFloat(dtype)) dtype = 'float32';
-  const args = inputs.map((x) => cast(x, dtype));
+  const args = floatArgs(inputs);
   code = subprogram(code, code.length - 1);
   const read = inputsRead(code);
   if (read.length > MAX_FUSED_INPUTS) return sum(broadcastTo(applyProgram(code, args), grid), sorted, true);

@@ -53,7 +53,7 @@ export class AdaptiveNorm extends Module<[Tensor, Tensor]> {
     return this.applyWith(params, x, emb, false);
   }
 
-  /** apply, with SiLU after it when `silu` (in the normalization's kernel). */
+  /** apply, with SiLU after it when `silu` (as groupNorm's epilogue). */
   applyWith(params: Params, x: Tensor, emb: Tensor, silu: boolean): Tensor {
     const [N, C] = x.shape;
     if (x.ndim !== 4 || C !== this.channels) throw new TensorError('AdaptiveNorm', `expected input [N, ${this.channels}, H, W]`, [x.shape, emb.shape]);

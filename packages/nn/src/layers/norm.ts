@@ -12,7 +12,7 @@ function standardize(x: Tensor, axes: number[], eps: number): Tensor {
   return mul(centered, rsqrt(add(mean(square(centered), axes, true), eps)));
 }
 
-/** What groupNorm applies after normalizing, in the same kernel. */
+/** What groupNorm applies after normalizing: scale and shift in the normalization's kernel, then SiLU. */
 export interface GroupNormEpilogue {
   /** Per-sample, per-channel scale [N, C] (adaptive normalization), after the affine map. */
   scale?: Tensor;
@@ -118,7 +118,7 @@ export class GroupNorm extends Module {
     return this.applyWith(params, x, {});
   }
 
-  /** apply, then the epilogue (scale, shift, SiLU) in the same kernel. */
+  /** apply, then the epilogue (see GroupNormEpilogue). */
   applyWith(params: Params, x: Tensor, epilogue: GroupNormEpilogue): Tensor {
     if (x.ndim < 2 || x.shape[1] !== this.channels) throw new TensorError('GroupNorm', `expected input [N, ${this.channels}, ...]`, [x.shape]);
     if (!this.affine) return groupNorm(x, this.groups, undefined, undefined, this.eps, epilogue);

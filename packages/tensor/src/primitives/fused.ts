@@ -360,8 +360,8 @@ function broadcastAxes(grid: Shape, shape: Shape): number[] {
 }
 
 /**
- * Cotangents of the inputs of `code` (evaluated on `grid`, then summed over `axes`), given
- * the output cotangent `ct` (shaped like the grid with `axes` kept as 1): for input k,
+ * Cotangents of the inputs of `code` evaluated on `grid` (and perhaps summed over some of
+ * its axes), given the output cotangent `ct` (broadcastable to the grid): for input k,
  * Σ ct · ∂f/∂x_k over the grid positions that read each of its elements, one fusedSum each.
  */
 function cotangentsOf(code: readonly Instr[], primals: Tensor[], ct: Tensor, grid: Shape, needs: boolean[]): (Tensor | null)[] {

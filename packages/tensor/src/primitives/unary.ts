@@ -1,7 +1,7 @@
 /**
  * Elementwise unary primitives, declared as one table: each entry gives the kernel
- * expression (GPU.js, in terms of `v`, or lines declaring the result), the float64 reference, and the derivative
- * f'(x) written with tensor ops. One derivative serves both modes (PyTorch's
+ * expression (GPU.js, in terms of `v`, or lines declaring the result), the float64
+ * reference, and the derivative f'(x) written with tensor ops. One derivative serves both modes (PyTorch's
  * auto_element_wise): JVP = t · f'(x), VJP = ct · f'(x).
  */
 import type { Aval } from '../backend.js';
@@ -13,8 +13,8 @@ import type { Tensor } from '../tensor.js';
 import * as ops from '../ops.js';
 
 interface UnarySpec {
-  /** GPU.js expression of `v`. */
-  expr: string;
+  /** GPU.js expression of `v` (or `lines`). */
+  expr?: string;
   ref: (x: number) => number;
   /** f'(x) given x and y = f(x); absent for piecewise-constant functions (zero derivative). */
   deriv?: (x: Tensor, y: Tensor) => Tensor;
@@ -54,7 +54,7 @@ export const unarySpecs = {
   neg: { expr: '-v', ref: (x) => -x, deriv: (x) => ops.fullLike(x, -1), integer: true },
   abs: { expr: 'Math.abs(v)', ref: Math.abs, deriv: (x) => ops.sign(x), integer: true },
   sign: { expr: 'Math.sign(v)', ref: Math.sign, integer: true },
-  exp: { expr: '', lines: (v, out) => expLines(v, out), ref: Math.exp, deriv: (_x, y) => y },
+  exp: { lines: expLines, ref: Math.exp, deriv: (_x, y) => y },
   log: { expr: 'Math.log(v)', ref: Math.log, deriv: (x) => ops.reciprocal(x) },
   log1p: { expr: 'Math.log1p(v)', ref: Math.log1p, deriv: (x) => ops.reciprocal(ops.add(x, 1)) },
   expm1: { expr: 'Math.expm1(v)', ref: Math.expm1, deriv: (_x, y) => ops.add(y, 1) },
@@ -67,7 +67,7 @@ export const unarySpecs = {
   atan: { expr: 'Math.atan(v)', ref: Math.atan, deriv: (x) => ops.reciprocal(ops.add(ops.mul(x, x), 1)) },
   tanh: { expr: 'Math.tanh(v)', ref: Math.tanh, deriv: (_x, y) => ops.sub(1, ops.mul(y, y)) },
   sigmoid: {
-    expr: '', lines: (v, out) => `${expLines(`(-${v})`, `${out}e`)}\nconst ${out} = 1.0 / (1.0 + ${out}e);`,
+    lines: (v, out) => `${expLines(`(-${v})`, `${out}e`)}\nconst ${out} = 1.0 / (1.0 + ${out}e);`,
     ref: (x) => 1 / (1 + Math.exp(-x)), deriv: (_x, y) => ops.mul(y, ops.sub(1, y)),
   },
   erf: { expr: ERF_EXPR, ref: erfRef, deriv: (x) => ops.mul(ops.exp(ops.neg(ops.mul(x, x))), 2 / Math.sqrt(Math.PI)) },
@@ -81,7 +81,7 @@ export type UnaryName = keyof typeof unarySpecs;
 /** Kernel lines declaring `out` = name(v): shared by the primitive's kernel and fused kernels. */
 export function unaryLines(name: UnaryName, v: string, out: string): string {
   const spec: UnarySpec = unarySpecs[name];
-  return spec.lines ? spec.lines(v, out) : `const ${out} = ${spec.expr.replace(/\bv\b/g, v)};`;
+  return spec.lines ? spec.lines(v, out) : `const ${out} = ${spec.expr!.replace(/\bv\b/g, v)};`;
 }
 
 function makeUnary(name: UnaryName, spec: UnarySpec): Primitive<Record<string, never>> {
