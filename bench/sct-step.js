@@ -548,13 +548,14 @@ async function profileMode() {
   const t0 = performance.now();
   for (let i = 0; i < opts.reps; i++) await trainer.fns.step();
   const stepMs = (performance.now() - t0) / opts.reps;
+  const helpers = T.helperThreads();
   be.run = run;
   trainer.dispose();
   T.dispose(params0);
   const rows = [...byPrim.entries()].sort((a, b) => b[1].ms - a[1].ms);
   const kernelMs = rows.reduce((a, [, e]) => a + e.ms, 0) / opts.reps;
   const calls = rows.reduce((a, [, e]) => a + e.calls, 0) / opts.reps;
-  console.log(`\n${ourImpl} ${caseBase(preset, batch)}: ${stepMs.toFixed(0)} ms per step, ${(batch / stepMs * 1000).toFixed(2)} images/s; ${calls.toFixed(0)} kernel calls taking ${kernelMs.toFixed(0)} ms (${(100 * kernelMs / stepMs).toFixed(0)} %), the rest in JS\n`);
+  console.log(`\n${ourImpl} ${caseBase(preset, batch)}: ${stepMs.toFixed(0)} ms per step, ${(batch / stepMs * 1000).toFixed(2)} images/s; ${calls.toFixed(0)} kernel calls taking ${kernelMs.toFixed(0)} ms (${(100 * kernelMs / stepMs).toFixed(0)} %), the rest in JS; threads ${T.getThreads()} (helpers live ${helpers.live}, parts run on them ${helpers.partsRun})\n`);
   console.log(`${'primitive'.padEnd(20)}${'calls/step'.padStart(12)}${'ms/step'.padStart(10)}${'share'.padStart(8)}${'Mcells/step'.padStart(13)}`);
   for (const [name, e] of rows) {
     console.log(`${name.padEnd(20)}${(e.calls / opts.reps).toFixed(0).padStart(12)}${(e.ms / opts.reps).toFixed(1).padStart(10)}${`${(100 * e.ms / opts.reps / stepMs).toFixed(1)}%`.padStart(8)}${(e.cells / opts.reps / 1e6).toFixed(2).padStart(13)}`);

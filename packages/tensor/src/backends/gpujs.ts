@@ -5,6 +5,7 @@ import { TensorError } from '../errors.js';
 import type { Primitive } from '../primitive.js';
 import { sizeOf } from '../shape.js';
 import type { KernelRunner } from './plans.js';
+import { getThreads, runParts } from './threads.js';
 
 type GpuMode = 'cpu' | 'webasm' | 'webgpu';
 // gpu.js ships CommonJS with loose typings; the backend only uses createKernel.
@@ -124,6 +125,14 @@ export class GpuJsBackend implements Backend {
 
   /** Runs the kernels of host plans: compiled once per source and output grid. */
   private readonly runner: KernelRunner = {
+    // Helper threads run WebAssembly; GPU.js's cpu mode (the debugging backend) stays on one thread.
+    threads: () => (this.name === 'webasm' ? getThreads() : 1),
+    runParts: (components, parts) =>
+      runParts(
+        parts,
+        parts.map((p) => sizeOf(p.output) * components),
+        (p) => this.runner.run(p.source, p.output, components, p.args),
+      ),
     run: (source: string, output: readonly number[], components: number, args: readonly Float32Array[]): Float32Array => {
       const key = `plan|${output.join('x')}|${source}`;
       let k = this.kernels.get(key);

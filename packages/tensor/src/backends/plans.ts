@@ -16,7 +16,9 @@
  *    column: per step of the reduction, 1 gather of B (4 columns, one per lane) and 4
  *    scalar loads of A feed 16 multiply-adds. With one value per cell, the same gather
  *    would feed 4.
- *  - One thread: threaded GPU.js kernels return Promises, and the ops are synchronous.
+ *  - Threads: a threaded GPU.js kernel returns a Promise, and the ops are synchronous. So
+ *    a large call is split into parts over disjoint column tiles (or row blocks), run at
+ *    once on the calling thread and on helper threads (threads.ts) that block-wait.
  *  - Declared locals become floats in GPU.js's wasm code (loop counters included); thread
  *    ids used inline and `x | 0` are integers. The kernel keeps two running offsets, one
  *    per operand, converts each once per step, and unrolls the reduction by 4.
@@ -26,6 +28,8 @@
  *  - The kernel's output is cells x components; its order is undone by the unpacking.
  */
 
+import { sharedFloats, type KernelPart } from './threads.js';
+
 /** What a plan needs from the backend: running a GPU.js kernel synchronously. */
 export interface KernelRunner {
   /**
@@ -34,6 +38,10 @@ export interface KernelRunner {
    * one flat array: cell after cell in grid order, a cell's components adjacent.
    */
   run(source: string, output: readonly number[], components: number, args: readonly Float32Array[]): Float32Array;
+  /** How many parts a call can run in at the same time (1: no helper threads). */
+  threads(): number;
+  /** Run the same kernel over several parts at once (one per thread); each part's cells as `run` returns them. */
+  runParts(components: number, parts: readonly KernelPart[]): Float32Array[];
 }
 
 /** A primitive's fast path on the synchronous GPU.js backends. */
@@ -83,6 +91,8 @@ const UNROLL = 4;
 const TILE = 16;
 /** Upper bound on one packed operand per kernel call, in floats (larger problems are split). */
 const CHUNK_FLOATS = 1 << 22;
+/** Multiply-adds per kernel call above which it is split over threads (a part then takes well over a thread's hand-off, ~0.1 ms). */
+const SPLIT_WORK = 1 << 19;
 
 /**
  * The gemm kernel's source for a reduction of length kp (a multiple of UNROLL) over
@@ -135,13 +145,13 @@ const SCRATCH_MAX = 1 << 23;
  * writes tens of megabytes per convolution; fresh arrays of that size cost page faults on
  * every call (measured: about as much as the packing itself), reused ones do not. Plans run
  * synchronously, one at a time, so a slot is never in use twice. Arrays above 2^23 floats
- * are not kept.
+ * are not kept. The memory is shared, so helper threads read packed operands in place.
  */
 export function scratch(slot: number, length: number): Float32Array {
-  if (length > SCRATCH_MAX) return new Float32Array(length);
+  if (length > SCRATCH_MAX) return sharedFloats(length);
   let buffer = scratchSlots[slot];
   if (!buffer || buffer.length < length) {
-    buffer = new Float32Array(Math.max(length, Math.min(SCRATCH_MAX, 2 * (buffer?.length ?? 0))));
+    buffer = sharedFloats(Math.max(length, Math.min(SCRATCH_MAX, 2 * (buffer?.length ?? 0))));
     scratchSlots[slot] = buffer;
     return buffer.subarray(0, length);
   }
@@ -193,10 +203,48 @@ export function gemm(runner: KernelRunner, a: MatrixView, b: MatrixView, out: Ma
         if (rc > 0 || cc > 0) ap.fill(0);
         packA(ap, a, row0, Math.min(rowsPerCall, m - row0), k, g.kp);
       }
-      const cells = runner.run(source, grid, 4, [ap, bp]);
-      unpack(cells, out, m, n, row0, col0, g);
+      const parts = splitCall(source, g, runner.threads(), ap, bp);
+      if (parts.length === 1) {
+        unpack(runner.run(source, grid, 4, [ap, bp]), out, m, n, row0, col0, g);
+      } else {
+        const cells = runner.runParts(4, parts);
+        parts.forEach((p, i) => unpack(cells[i], out, m, n, row0 + p.rowOffset, col0 + p.colOffset, p.geometry));
+      }
     }
   }
+}
+
+interface CallPart extends KernelPart {
+  /** Where the part starts in the call's rows and columns, and its own grid's geometry. */
+  readonly rowOffset: number;
+  readonly colOffset: number;
+  readonly geometry: Geometry;
+}
+
+/**
+ * One kernel call over packed A and B as `threads` parts over disjoint column tiles (each
+ * reads a contiguous slice of packed B), or over row blocks when there are too few tiles;
+ * one part when the call is too small to pay for the hand-off.
+ */
+function splitCall(source: string, g: Geometry, threads: number, ap: Float32Array, bp: Float32Array): CallPart[] {
+  const whole: CallPart = { source, output: [g.tile, g.mbCall, g.ntCall], args: [ap, bp], rowOffset: 0, colOffset: 0, geometry: g };
+  if (threads < 2 || g.mbCall * 4 * g.ntCall * g.tile * g.kp < SPLIT_WORK) return [whole];
+  const byTiles = g.ntCall >= threads;
+  const units = byTiles ? g.ntCall : g.mbCall;
+  if (units < 2) return [whole];
+  const per = Math.ceil(units / Math.min(threads, units));
+  const parts: CallPart[] = [];
+  for (let u0 = 0; u0 < units; u0 += per) {
+    const count = Math.min(per, units - u0);
+    if (byTiles) {
+      const b = bp.subarray(u0 * g.kp * g.tile, (u0 + count) * g.kp * g.tile);
+      parts.push({ source, output: [g.tile, g.mbCall, count], args: [ap, b], rowOffset: 0, colOffset: u0 * g.tile, geometry: { ...g, ntCall: count } });
+    } else {
+      const a = ap.subarray(u0 * g.kp * 4, (u0 + count) * g.kp * 4);
+      parts.push({ source, output: [g.tile, count, g.ntCall], args: [a, bp], rowOffset: u0 * 4, colOffset: 0, geometry: { ...g, mbCall: count } });
+    }
+  }
+  return parts;
 }
 
 /** Scatter one call's cells (x: column in tile, y: row block, z: tile; 4 rows each) into out. */
@@ -217,3 +265,4 @@ function unpack(cells: Float32Array, out: MatrixView, m: number, n: number, row0
     }
   }
 }
+
