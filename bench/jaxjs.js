@@ -15,9 +15,16 @@ export async function runJax(results, jax, device, { slow = false, log = () => {
   const array = (shape, seed) => np.array(randomArray(shape.reduce((a, b) => a * b, 1), seed)).reshape(shape);
   const tree = (t, f) => (Array.isArray(t) ? t.map((v) => tree(v, f)) : t && t.constructor === Object ? Object.fromEntries(Object.entries(t).map(([k, v]) => [k, tree(v, f)])) : f(t));
   const leaves = (t) => (Array.isArray(t) ? t.flatMap(leaves) : t && t.constructor === Object ? Object.values(t).flatMap(leaves) : [t]);
-  /** Run f, read every output back (data() also disposes each output). */
+  /**
+   * Run f, read every output back (reading also disposes each output). On wasm, dataSync:
+   * jax-js's asynchronous data() there adds a wait of its own (about 17 ms measured on a 1M
+   * add, with 1 ms of CPU time) that would count against jax-js, not its kernels.
+   */
   const readAll = async (f) => {
-    for (const a of leaves(f())) await a.data();
+    for (const a of leaves(f())) {
+      if (device === 'wasm') a.dataSync();
+      else await a.data();
+    }
   };
 
   for (const size of C.matmulSizes) {
