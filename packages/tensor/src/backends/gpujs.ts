@@ -134,7 +134,8 @@ export class GpuJsBackend implements Backend {
         (p) => this.runner.run(p.source, p.output, components, p.args),
       ),
     run: (source: string, output: readonly number[], components: number, args: readonly Float32Array[]): Float32Array => {
-      const key = `plan|${output.join('x')}|${source}`;
+      // GPU.js fixes argument sizes when it compiles: they are part of the key.
+      const key = `plan|${output.join('x')}|${args.map((a) => a.length).join(',')}|${source}`;
       let k = this.kernels.get(key);
       if (!k) {
         k = this.gpu.createKernel(source, { output: [...output], tactic: 'precision' });

@@ -191,7 +191,6 @@ export function gemm(runner: KernelRunner, a: MatrixView, b: MatrixView, out: Ma
   const rowCalls = Math.ceil(g.mb / g.mbCall), colCalls = Math.ceil(g.nt / g.ntCall);
   const rowsPerCall = g.mbCall * 4, colsPerCall = g.ntCall * g.tile;
   const source = gemmSource(g.kp, g.tile);
-  const grid = [g.tile, g.mbCall, g.ntCall];
   const ap = scratch(0, g.mbCall * g.kp * 4);
   for (let cc = 0; cc < colCalls; cc++) {
     const col0 = cc * colsPerCall;
@@ -203,48 +202,120 @@ export function gemm(runner: KernelRunner, a: MatrixView, b: MatrixView, out: Ma
         if (rc > 0 || cc > 0) ap.fill(0);
         packA(ap, a, row0, Math.min(rowsPerCall, m - row0), k, g.kp);
       }
-      const parts = splitCall(source, g, runner.threads(), ap, bp);
-      if (parts.length === 1) {
-        unpack(runner.run(source, grid, 4, [ap, bp]), out, m, n, row0, col0, g);
-      } else {
-        const cells = runner.runParts(4, parts);
-        parts.forEach((p, i) => unpack(cells[i], out, m, n, row0 + p.rowOffset, col0 + p.colOffset, p.geometry));
-      }
+      // A part over tiles t0.. reads their slice of packed B; over row blocks, of packed A.
+      runCall(runner, source, g, out, m, n, row0, col0, (t0, tiles) => [ap, bp.subarray(t0 * g.kp * g.tile, (t0 + tiles) * g.kp * g.tile)], (r0, blocks) => [ap.subarray(r0 * g.kp * 4, (r0 + blocks) * g.kp * 4), bp]);
     }
   }
-}
-
-interface CallPart extends KernelPart {
-  /** Where the part starts in the call's rows and columns, and its own grid's geometry. */
-  readonly rowOffset: number;
-  readonly colOffset: number;
-  readonly geometry: Geometry;
 }
 
 /**
- * One kernel call over packed A and B as `threads` parts over disjoint column tiles (each
- * reads a contiguous slice of packed B), or over row blocks when there are too few tiles;
- * one part when the call is too small to pay for the hand-off.
+ * The same product with B read where it lies instead of packed: b(p, j) =
+ * data[offset + rows[p] + cols[j]] inside the kernel. For a convolution's im2col view this
+ * skips materializing a matrix 9 times the size of the image (and GPU.js's copy of it into
+ * its memory); the kernel computes every cell with the same operations in the same order
+ * as gemm's, so the results are the same bits. Per step, the lanes' read of B is one
+ * gather either way; this one adds one scalar read of rows[p] (measured: the same speed
+ * as the packed kernel, without the packing). Needs data.length < 2^24 (indices are
+ * float-exact); `gemmReadsInPlace` says when it applies.
  */
-function splitCall(source: string, g: Geometry, threads: number, ap: Float32Array, bp: Float32Array): CallPart[] {
-  const whole: CallPart = { source, output: [g.tile, g.mbCall, g.ntCall], args: [ap, bp], rowOffset: 0, colOffset: 0, geometry: g };
-  if (threads < 2 || g.mbCall * 4 * g.ntCall * g.tile * g.kp < SPLIT_WORK) return [whole];
+export function gemmInPlace(runner: KernelRunner, a: MatrixView, b: MatrixView, out: MatrixView, m: number, k: number, n: number): void {
+  const g = geometry(m, k, n);
+  const rowCalls = Math.ceil(g.mb / g.mbCall);
+  const rowsPerCall = g.mbCall * 4;
+  // Columns per call: the whole width unless one call's output would pass the chunk size.
+  const colCalls = Math.ceil((g.mbCall * 4 * g.nt * g.tile) / CHUNK_FLOATS);
+  const ntCall = Math.ceil(g.nt / colCalls), colsPerCall = ntCall * g.tile;
+  const gc = { ...g, ntCall };
+  const source = gemmInPlaceSource(k, g.kp, g.tile);
+  const rows = new Float32Array(k);
+  for (let p = 0; p < k; p++) rows[p] = b.offset + b.rows[p];
+  // Columns past n (the last tile's padding) read column 0: valid, and never unpacked.
+  const cols = new Float32Array(colCalls * colsPerCall);
+  for (let j = 0; j < n; j++) cols[j] = b.cols[j];
+  const ap = scratch(0, g.mbCall * g.kp * 4);
+  for (let rc = 0; rc < rowCalls; rc++) {
+    const row0 = rc * rowsPerCall;
+    if (rc > 0) ap.fill(0);
+    packA(ap, a, row0, Math.min(rowsPerCall, m - row0), k, g.kp);
+    for (let cc = 0; cc < colCalls; cc++) {
+      const col0 = cc * colsPerCall;
+      const colsHere = (t0: number, tiles: number) => cols.subarray(col0 + t0 * g.tile, col0 + (t0 + tiles) * g.tile);
+      runCall(runner, source, gc, out, m, n, row0, col0, (t0, tiles) => [ap, b.data, rows, colsHere(t0, tiles)], (r0, blocks) => [ap.subarray(r0 * g.kp * 4, (r0 + blocks) * g.kp * 4), b.data, rows, colsHere(0, ntCall)]);
+    }
+  }
+}
+
+/** Whether gemmInPlace can read `b` where it lies (its indices are float-exact). */
+export function gemmReadsInPlace(b: MatrixView): boolean {
+  return b.data.length < 1 << 24;
+}
+
+/**
+ * gemmInPlace's kernel: gemmSource's, with B's read `data[cj + rows[p]]`, where cj (this
+ * cell's column offset) is read once. The reduction runs over k exactly, unrolled by 4 with
+ * the remainder after (packed A's padding is never read): padding B with zeros, as gemm
+ * does, is not possible in place, and an Inf or NaN under a zero of A would give NaN.
+ */
+export function gemmInPlaceSource(k: number, kp: number, tile: number): string {
+  const k4 = Math.floor(k / UNROLL) * UNROLL;
+  const off = (base: string, d: number) => (d ? `${base} + ${d}` : base);
+  const lines = [
+    'let s0 = 0.0; let s1 = 0.0; let s2 = 0.0; let s3 = 0.0;',
+    `let ra = this.thread.y * ${4 * kp};`,
+    `const cj = cols[this.thread.z * ${tile} + this.thread.x];`,
+    `for (let p = 0; p < ${k4}; p += ${UNROLL}) {`,
+  ];
+  for (let u = 0; u < UNROLL; u++) {
+    lines.push(`  const b${u} = data[cj + rows[${off('(p | 0)', u)}]];`);
+    for (let c = 0; c < 4; c++) lines.push(`  s${c} += a[${off('(ra | 0)', 4 * u + c)}] * b${u};`);
+  }
+  lines.push(`  ra += ${4 * UNROLL};`, '}');
+  if (k > k4) {
+    lines.push(`for (let p = ${k4}; p < ${k}; p++) {`, '  const b = data[cj + rows[p | 0]];');
+    for (let c = 0; c < 4; c++) lines.push(`  s${c} += a[${off('(ra | 0)', c)}] * b;`);
+    lines.push('  ra += 4;', '}');
+  }
+  lines.push('return [s0, s1, s2, s3];');
+  return `function (a, data, rows, cols) {\n${lines.join('\n')}\n}`;
+}
+
+/**
+ * One kernel call (the grid of `g`: tiles x row blocks x column tiles) and the unpacking of
+ * its cells into out. Large calls run as parts over disjoint column tiles, or row blocks
+ * when there are too few tiles, one part per thread; `tileArgs(t0, tiles)` and
+ * `rowArgs(r0, blocks)` give a part's kernel arguments.
+ */
+function runCall(
+  runner: KernelRunner,
+  source: string,
+  g: Geometry,
+  out: MatrixView,
+  m: number,
+  n: number,
+  row0: number,
+  col0: number,
+  tileArgs: (t0: number, tiles: number) => Float32Array[],
+  rowArgs: (r0: number, blocks: number) => Float32Array[],
+): void {
+  const threads = runner.threads();
   const byTiles = g.ntCall >= threads;
   const units = byTiles ? g.ntCall : g.mbCall;
-  if (units < 2) return [whole];
+  if (threads < 2 || units < 2 || g.mbCall * 4 * g.ntCall * g.tile * g.kp < SPLIT_WORK) {
+    unpack(runner.run(source, [g.tile, g.mbCall, g.ntCall], 4, tileArgs(0, g.ntCall)), out, m, n, row0, col0, g);
+    return;
+  }
   const per = Math.ceil(units / Math.min(threads, units));
-  const parts: CallPart[] = [];
+  const parts: (KernelPart & { row0: number; col0: number; geometry: Geometry })[] = [];
   for (let u0 = 0; u0 < units; u0 += per) {
     const count = Math.min(per, units - u0);
     if (byTiles) {
-      const b = bp.subarray(u0 * g.kp * g.tile, (u0 + count) * g.kp * g.tile);
-      parts.push({ source, output: [g.tile, g.mbCall, count], args: [ap, b], rowOffset: 0, colOffset: u0 * g.tile, geometry: { ...g, ntCall: count } });
+      parts.push({ source, output: [g.tile, g.mbCall, count], args: tileArgs(u0, count), row0, col0: col0 + u0 * g.tile, geometry: { ...g, ntCall: count } });
     } else {
-      const a = ap.subarray(u0 * g.kp * 4, (u0 + count) * g.kp * 4);
-      parts.push({ source, output: [g.tile, count, g.ntCall], args: [a, bp], rowOffset: u0 * 4, colOffset: 0, geometry: { ...g, mbCall: count } });
+      parts.push({ source, output: [g.tile, count, g.ntCall], args: rowArgs(u0, count), row0: row0 + u0 * 4, col0, geometry: { ...g, mbCall: count } });
     }
   }
-  return parts;
+  const cells = runner.runParts(4, parts);
+  parts.forEach((p, i) => unpack(cells[i], out, m, n, p.row0, p.col0, p.geometry));
 }
 
 /** Scatter one call's cells (x: column in tile, y: row block, z: tile; 4 rows each) into out. */

@@ -11,7 +11,7 @@
  * with the flipped kernel for the input gradient.
  */
 import type { Aval } from '../backend.js';
-import { gemm, packedProductFits, scratch, strided, type MatrixView } from '../backends/plans.js';
+import { gemm, gemmInPlace, gemmReadsInPlace, packedProductFits, scratch, strided, type KernelRunner, type MatrixView } from '../backends/plans.js';
 import { coordLines, kernelFn } from '../codegen.js';
 import { isFloat } from '../dtype.js';
 import { TensorError } from '../errors.js';
@@ -127,7 +127,7 @@ export const conv2d: Primitive<ConvParams> = {
           const wv = { data: w, offset: g * Og * K, rows: strided(Og, K), cols: strided(K, 1) };
           const col = { data: xp, offset: g * Cg * hp * wp, rows: taps, cols: positions };
           const yv = { data: y, offset: g * Og * OH * OW, rows: strided(Og, OH * OW), cols: outCols };
-          gemm(runner, wv, col, yv, Og, K, P);
+          product(runner, wv, col, yv, Og, K, P);
         }
         return y;
       },
@@ -232,7 +232,7 @@ export const conv2dInputGrad: Primitive<ConvParams & { inputShape: number[] }> =
           const wv = { data: w, offset: g * Og * Cg * KH * KW, rows: strided(Cg, KH * KW), cols: wCols };
           const col = { data: gd, offset: g * Og * hd * wd, rows: taps, cols: positions };
           const xv = { data: dx, offset: g * Cg * H * W, rows: strided(Cg, H * W), cols: outCols };
-          gemm(runner, wv, col, xv, Cg, K, N * H * W);
+          product(runner, wv, col, xv, Cg, K, N * H * W);
         }
         return dx;
       },
@@ -313,7 +313,7 @@ export const conv2dWeightGrad: Primitive<ConvParams & { kernelSize: [number, num
           const gv = { data: gy, offset: g * Og * OH * OW, rows: strided(Og, OH * OW), cols: gCols };
           const col: MatrixView = { data: xp, offset: g * Cg * hp * wp, rows: positions, cols: taps };
           const wv = { data: dw, offset: g * Og * K, rows: strided(Og, K), cols: strided(K, 1) };
-          gemm(runner, gv, col, wv, Og, P, K);
+          product(runner, gv, col, wv, Og, P, K);
         }
         return dw;
       },
@@ -340,6 +340,11 @@ export const conv2dWeightGrad: Primitive<ConvParams & { kernelSize: [number, num
  */
 function usePlan(rowsPerGroup: number, work: number, reduction: number, groups: number): boolean {
   return packedProductFits(work, reduction) && (groups === 1 || rowsPerGroup >= 4);
+}
+
+/** A product whose B is a view of an image (im2col): read in place when its indices allow. */
+function product(runner: KernelRunner, a: MatrixView, b: MatrixView, out: MatrixView, m: number, k: number, n: number): void {
+  (gemmReadsInPlace(b) ? gemmInPlace : gemm)(runner, a, b, out, m, k, n);
 }
 
 /** Scratch slot of the padded or dilated source of a convolution's products (gemm uses 0 and 1). */
