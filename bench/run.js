@@ -13,6 +13,9 @@ import { Results, printTable, useCpuClock } from './harness.js';
 import { runOurs } from './ours.js';
 import { runJax } from './jaxjs.js';
 
+// On glibc, run as a child with the allocator settings training uses (see @scm/tensor's allocator.ts).
+if (T.relaunchWithAllocatorSettings()) await new Promise(() => {});
+
 const args = process.argv.slice(2);
 const flag = (name) => {
   const i = args.indexOf(name);

@@ -59,6 +59,9 @@ import * as AD from '@scm/autodiff';
 import * as NN from '@scm/nn';
 import * as CM from '@scm/consistency';
 
+// On glibc, run as a child with the allocator settings training uses (see @scm/tensor's allocator.ts).
+if (T.relaunchWithAllocatorSettings()) await new Promise(() => {});
+
 const argv = process.argv.slice(2);
 const flag = (name, dflt) => {
   const i = argv.indexOf(name);

@@ -7,7 +7,7 @@ import { parseArgs } from 'node:util';
 import { mkdir, access, writeFile, readFile } from 'node:fs/promises';
 import { join, dirname, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Tensor, random, tidy, dispose, clip, div, concat, type BackendName } from '@scm/tensor';
+import { Tensor, random, tidy, dispose, clip, div, concat, relaunchWithAllocatorSettings, type BackendName } from '@scm/tensor';
 import { saveImageGrid } from '@scm/nn';
 import { defaultConfig, buildData, useBackend, TOY_NAMES, MODEL_NAMES, type Method, type RunConfig } from './setup.js';
 import { train, loadTrained, readRunConfig, exportModel, CHECKPOINT } from './train.js';
@@ -408,7 +408,8 @@ export async function main(argv: string[]): Promise<void> {
 }
 
 const invokedDirectly = process.argv[1] && fileURLToPath(import.meta.url) === (await import('node:fs')).realpathSync(process.argv[1]);
-if (invokedDirectly) {
+// On glibc the CLI runs as a child with the allocator settings of @scm/tensor's allocator.ts.
+if (invokedDirectly && !relaunchWithAllocatorSettings()) {
   main(process.argv.slice(2)).catch((e: Error) => {
     console.error(`scm: ${e.message}`);
     process.exit(1);

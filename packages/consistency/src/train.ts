@@ -180,10 +180,14 @@ export async function train(dir: string, cfgIn: RunConfig, io: RunIO, resume = f
     await saveCheckpoint(ckptPath, { step: state.step, params: state.params, phi: state.phi, opt: state.opt, ema: state.ema }, { metadata: { 'scm.config': JSON.stringify(cfg) } });
   };
 
+  // The first signal stops after the current step with a checkpoint; another one more than a
+  // second later stops at once (a repeat within the second is the same request, delivered twice).
   let stopRequested: string | null = null;
+  let stopRequestedAt = 0;
   const onSignal = (sig: string) => () => {
-    if (stopRequested) process.exit(130);
-    stopRequested = sig;
+    if (stopRequested && Date.now() - stopRequestedAt > 1000) process.exit(130);
+    if (!stopRequested) stopRequestedAt = Date.now();
+    stopRequested ??= sig;
   };
   const handlers = { SIGINT: onSignal('SIGINT'), SIGTERM: onSignal('SIGTERM') };
   process.on('SIGINT', handlers.SIGINT);

@@ -10,6 +10,7 @@ export { sizeOf, broadcastShapes, stridesOf, shapesEqual } from './shape.js';
 export type { Backend, BackendName, Aval } from './backend.js';
 export { setBackend, getBackend, getBackendInstance, initWebGPU } from './backends/index.js';
 export { getThreads, setThreads, helperThreads } from './backends/threads.js';
+export { ALLOCATOR_ENV, relaunchWithAllocatorSettings } from './allocator.js';
 export type { Primitive } from './primitive.js';
 export { bind } from './primitive.js';
 export * from './ops.js';
