@@ -4,7 +4,7 @@
  * `kernel` is the one-cell kernel (webgpu, tiny products); on cpu and webasm `plan` runs the
  * packed product kernel of backends/plans.ts.
  */
-import { gemm, packedProductFits, rowMajor, strided, type HostPlan } from '../backends/plans.js';
+import { gemm, gemmInPlace, gemmReadsInPlace, packedProductFits, rowMajor, strided, type HostPlan, type KernelRunner, type MatrixView } from '../backends/plans.js';
 import { broadcastIndex, coordLines, kernelFn } from '../codegen.js';
 import { isFloat } from '../dtype.js';
 import { TensorError } from '../errors.js';
@@ -81,6 +81,15 @@ export const matmul: Primitive<Record<string, never>> = {
 };
 
 /**
+ * B read in place when it is small (measured: about 10% faster up to 512 x 512, where
+ * packing costs as much as it saves); a large row-major B is packed, so that the kernel
+ * reads it tile by tile instead of one row stride (kilobytes) per step.
+ */
+function product(runner: KernelRunner, a: MatrixView, b: MatrixView, out: MatrixView, m: number, k: number, n: number): void {
+  (k * n <= 1 << 18 && gemmReadsInPlace(b) ? gemmInPlace : gemm)(runner, a, b, out, m, k, n);
+}
+
+/**
  * Batched product through the packed kernel. aOf[i] / bOf[i] give the batch element of
  * each operand for output batch element i (broadcasting). A batch that only one operand
  * has is folded into one product: into the rows of A (B shared) or the columns of B (A
@@ -97,7 +106,7 @@ function gemmPlan(m: number, k: number, n: number, count: number, aOf: Int32Arra
         const rows = new Int32Array(count * m);
         for (let i = 0; i < count; i++) for (let r = 0; r < m; r++) rows[i * m + r] = (aOf[i] * m + r) * k;
         const av = { data: a, offset: 0, rows, cols: strided(k, 1) };
-        gemm(runner, av, rowMajor(b, k, n, bOf[0] * k * n), rowMajor(out, count * m, n), count * m, k, n);
+        product(runner, av, rowMajor(b, k, n, bOf[0] * k * n), rowMajor(out, count * m, n), count * m, k, n);
       } else if (aShared) {
         const bCols = new Int32Array(count * n), outCols = new Int32Array(count * n);
         for (let i = 0; i < count; i++) {
@@ -108,10 +117,10 @@ function gemmPlan(m: number, k: number, n: number, count: number, aOf: Int32Arra
         }
         const bv = { data: b, offset: 0, rows: strided(k, n), cols: bCols };
         const ov = { data: out, offset: 0, rows: strided(m, n), cols: outCols };
-        gemm(runner, rowMajor(a, m, k, aOf[0] * m * k), bv, ov, m, k, count * n);
+        product(runner, rowMajor(a, m, k, aOf[0] * m * k), bv, ov, m, k, count * n);
       } else {
         for (let i = 0; i < count; i++) {
-          gemm(runner, rowMajor(a, m, k, aOf[i] * m * k), rowMajor(b, k, n, bOf[i] * k * n), rowMajor(out, m, n, i * m * n), m, k, n);
+          product(runner, rowMajor(a, m, k, aOf[i] * m * k), rowMajor(b, k, n, bOf[i] * k * n), rowMajor(out, m, n, i * m * n), m, k, n);
         }
       }
       return out;
