@@ -23,7 +23,8 @@
  *                                                          network's forward runs once (consistency README)
  *   --profile                                              our step only (first preset and batch): time and
  *                                                          calls per primitive (PROFILE_PROGRAMS=1 in the
- *                                                          environment: fused kernels by the ops they hold)
+ *                                                          environment: fused kernels by the ops they hold;
+ *                                                          PROFILE_SHAPES=1: by input shapes too)
  *   --image-size [32] (smaller only to check the scripts end to end on a slow device)  --json FILE
  *
  * What is timed, for every implementation alike (wall clock, and this process's CPU time):
@@ -540,7 +541,8 @@ async function profileMode() {
   be.run = (prim, inputs, avals, params, out) => {
     const t0 = performance.now();
     const r = run(prim, inputs, avals, params, out);
-    const name = process.env.PROFILE_PROGRAMS && params && params.code ? `${prim.name}[${[...new Set(params.code.map((c) => c[0]))].filter((op) => op !== 'in' && op !== 'const').join(',')}]` : prim.name;
+    let name = process.env.PROFILE_PROGRAMS && params && params.code ? `${prim.name}[${[...new Set(params.code.map((c) => c[0]))].filter((op) => op !== 'in' && op !== 'const').join(',')}]` : prim.name;
+    if (process.env.PROFILE_SHAPES) name += ` ${avals.map((a) => `[${a.shape}]`).join(' ')}`;
     const e = byPrim.get(name) ?? { calls: 0, ms: 0, cells: 0 };
     e.calls++;
     e.ms += performance.now() - t0;

@@ -120,7 +120,9 @@ function gemmPlan(m: number, k: number, n: number, count: number, aOf: Int32Arra
         product(runner, rowMajor(a, m, k, aOf[0] * m * k), bv, ov, m, k, count * n);
       } else {
         for (let i = 0; i < count; i++) {
-          product(runner, rowMajor(a, m, k, aOf[i] * m * k), rowMajor(b, k, n, bOf[i] * k * n), rowMajor(out, m, n, i * m * n), m, k, n);
+          // Views of this element alone: a product reading B in place copies all of B's data into the kernel.
+          const ai = a.subarray(aOf[i] * m * k, (aOf[i] + 1) * m * k), bi = b.subarray(bOf[i] * k * n, (bOf[i] + 1) * k * n);
+          product(runner, rowMajor(ai, m, k), rowMajor(bi, k, n), rowMajor(out, m, n, i * m * n), m, k, n);
         }
       }
       return out;
