@@ -41,3 +41,14 @@ export async function presentBackends(): Promise<T.BackendName[]> {
   if (!webgpu) console.log('webgpu: initWebGPU() found no adapter on this machine, so its tests do not run here');
   return ['reference', 'cpu', 'webasm', ...(webgpu ? (['webgpu'] as const) : [])];
 }
+
+/** Deterministic values on the 1/64 grid in [-1, 1] (an LCG): products of two are exact in float32. */
+export function gridValues(n: number, seed: number): Float32Array {
+  const out = new Float32Array(n);
+  let s = (seed * 2654435761) >>> 0 || 1;
+  for (let i = 0; i < n; i++) {
+    s = (s * 1664525 + 1013904223) >>> 0;
+    out[i] = ((s >>> 16) % 129 - 64) / 64;
+  }
+  return out;
+}

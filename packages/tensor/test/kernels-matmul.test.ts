@@ -11,22 +11,12 @@
 import fc from 'fast-check';
 import { afterAll, describe, expect, test } from 'vitest';
 import * as T from '@scm/tensor';
+import { gridValues } from '../../../test/harness.js';
 import { assertClose, float32Tolerance } from '@scm/autodiff/testing';
 
 const backends = ['webasm', 'cpu'] as const;
 const baseline = T.memory();
 afterAll(() => expect(T.memory()).toEqual(baseline));
-
-/** Deterministic values on the 1/64 grid in [-1, 1]. */
-function gridValues(n: number, seed: number): Float32Array {
-  const out = new Float32Array(n);
-  let s = (seed * 2654435761) >>> 0 || 1;
-  for (let i = 0; i < n; i++) {
-    s = (s * 1664525 + 1013904223) >>> 0;
-    out[i] = ((s >>> 16) % 129 - 64) / 64;
-  }
-  return out;
-}
 
 const size = (shape: readonly number[]) => shape.reduce((a, b) => a * b, 1);
 

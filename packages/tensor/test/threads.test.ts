@@ -7,6 +7,7 @@
 import { afterAll, describe, expect, test } from 'vitest';
 import * as T from '@scm/tensor';
 import { runParts } from '../src/backends/threads.js';
+import { gridValues } from '../../../test/harness.js';
 
 const baseline = T.memory();
 const threadsBefore = T.getThreads();
@@ -14,17 +15,6 @@ afterAll(() => {
   T.setThreads(threadsBefore);
   expect(T.memory()).toEqual(baseline);
 });
-
-/** Values on the 1/64 grid in [-1, 1], from a small LCG. */
-function values(n: number, seed: number): Float32Array {
-  const out = new Float32Array(n);
-  let s = (seed * 2654435761) >>> 0 || 1;
-  for (let i = 0; i < n; i++) {
-    s = (s * 1664525 + 1013904223) >>> 0;
-    out[i] = ((s >>> 16) % 129 - 64) / 64;
-  }
-  return out;
-}
 
 /** `f` on webasm with one thread and with `threads`: bitwise equal, and the helpers ran parts. */
 function sameOnThreads(what: string, f: () => T.Tensor, threads = 3): void {
@@ -39,7 +29,7 @@ function sameOnThreads(what: string, f: () => T.Tensor, threads = 3): void {
   expect(firstDiff, `${what}: first cell that differs between 1 and ${threads} threads`).toBe(-1);
 }
 
-const tensor = (shape: number[], seed: number) => T.fromArray(values(shape.reduce((a, b) => a * b, 1), seed), shape, { backend: 'webasm' });
+const tensor = (shape: number[], seed: number) => T.fromArray(gridValues(shape.reduce((a, b) => a * b, 1), seed), shape, { backend: 'webasm' });
 
 describe('helper threads on webasm', () => {
   test('matmul split over column tiles, and over row blocks when the product is narrow', () => {
