@@ -36,7 +36,10 @@ describe('helper threads on webasm', () => {
     sameOnThreads('matmul 300x200x260', () => T.matmul(tensor([300, 200], 1), tensor([200, 260], 2)));
     // 4 columns: one column tile, so the rows are split instead.
     sameOnThreads('matmul 2000x300x4', () => T.matmul(tensor([2000, 300], 3), tensor([300, 4], 4)));
-    sameOnThreads('batched matmul', () => T.matmul(tensor([3, 100, 150], 5), tensor([3, 150, 120], 6)), 2);
+    sameOnThreads('batched matmul, each product split', () => T.matmul(tensor([3, 100, 150], 5), tensor([3, 150, 120], 6)), 2);
+    // Many small products (an attention's): whole products shared out between the threads.
+    sameOnThreads('batched matmul, products shared out', () => T.matmul(tensor([8, 40, 61], 10), tensor([8, 61, 50], 11)), 2);
+    sameOnThreads('batched matmul with broadcast batch dims', () => T.matmul(tensor([2, 4, 30, 33], 12), tensor([4, 33, 70], 13)), 3);
   });
 
   test('conv2d and the convolutions of its gradients', () => {

@@ -245,6 +245,41 @@ export function gemmInPlace(runner: KernelRunner, a: MatrixView, b: MatrixView, 
   }
 }
 
+/** One product of a batch: A, B and out as views. */
+export interface BatchItem {
+  readonly a: MatrixView;
+  readonly b: MatrixView;
+  readonly out: MatrixView;
+}
+
+/**
+ * Independent products of one shape (a batch) at once, each product whole in one kernel
+ * call, the calls spread over the threads in groups: for batches of small products (an
+ * attention's), which split one by one would pay a hand-off each. B is read in place.
+ * Returns false, having done nothing, when a product does not fit one call or B is too
+ * large to read in place (the caller then runs the products one by one).
+ */
+export function gemmInPlaceBatch(runner: KernelRunner, items: readonly BatchItem[], m: number, k: number, n: number): boolean {
+  const g = geometry(m, k, n);
+  const aFloats = g.mb * g.kp * 4;
+  if (aFloats > CHUNK_FLOATS || g.mb * 4 * g.nt * g.tile > CHUNK_FLOATS || !items.every((it) => gemmReadsInPlace(it.b))) return false;
+  const whole = { ...g, mbCall: g.mb, ntCall: g.nt };
+  const source = gemmInPlaceSource(k, g.kp, g.tile);
+  const ap = scratch(0, items.length * aFloats);
+  const parts = items.map((it, i) => {
+    const a = ap.subarray(i * aFloats, (i + 1) * aFloats);
+    packA(a, it.a, 0, m, k, g.kp);
+    const rows = new Float32Array(k);
+    for (let p = 0; p < k; p++) rows[p] = it.b.offset + it.b.rows[p];
+    const cols = new Float32Array(g.nt * g.tile);
+    for (let j = 0; j < n; j++) cols[j] = it.b.cols[j];
+    return { source, output: [g.tile, g.mb, g.nt], args: [a, it.b.data, rows, cols] };
+  });
+  const cells = runner.runParts(4, parts);
+  items.forEach((it, i) => unpack(cells[i], it.out, m, n, 0, 0, whole));
+  return true;
+}
+
 /** Whether gemmInPlace can read `b` where it lies (its indices are float-exact). */
 export function gemmReadsInPlace(b: MatrixView): boolean {
   return b.data.length < 1 << 24;

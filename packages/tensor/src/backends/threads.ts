@@ -25,10 +25,10 @@ export interface KernelPart {
   readonly args: readonly Float32Array[];
 }
 
-// The helper's code (a CommonJS script, as worker_threads' `eval` runs it). A job names the
-// kernel source, its grid and shared arguments; the helper writes the flat cells into the
-// job's shared output, then stores 1 (done) or 2 (failed, message on the port) in the
-// control word and wakes the caller.
+// The helper's code (a CommonJS script, as worker_threads' `eval` runs it). A job lists
+// parts, each a kernel source, its grid, shared arguments and a shared output; the helper
+// runs them in order, writing each part's flat cells into its output, then stores 1 (done)
+// or 2 (failed, message on the port) in the control word and wakes the caller.
 const HELPER_SOURCE = `
 const { workerData } = require('node:worker_threads');
 const { GPU } = require(workerData.gpuPath);
@@ -43,15 +43,17 @@ function flatten(v, out, at) {
 port.on('message', (job) => {
   let status = 1;
   try {
-    const key = job.output.join('x') + '|' + job.args.map((a) => a.length).join(',') + '|' + job.source;
-    let k = kernels.get(key);
-    if (!k) {
-      k = gpu.createKernel(job.source, { output: job.output, tactic: 'precision' });
-      if (k.kernel && typeof k.kernel._shapeOutput === 'function') k.kernel._shapeOutput = (d) => d;
-      kernels.set(key, k);
+    for (const item of job.items) {
+      const key = item.output.join('x') + '|' + item.args.map((a) => a.length).join(',') + '|' + item.source;
+      let k = kernels.get(key);
+      if (!k) {
+        k = gpu.createKernel(item.source, { output: item.output, tactic: 'precision' });
+        if (k.kernel && typeof k.kernel._shapeOutput === 'function') k.kernel._shapeOutput = (d) => d;
+        kernels.set(key, k);
+      }
+      const written = flatten(k(...item.args), item.out, 0);
+      if (written !== item.out.length) throw new Error('the kernel wrote ' + written + ' values where ' + item.out.length + ' were expected');
     }
-    const written = flatten(k(...job.args), job.out, 0);
-    if (written !== job.out.length) throw new Error('the kernel wrote ' + written + ' values where ' + job.out.length + ' were expected');
   } catch (e) {
     status = 2;
     port.postMessage(String((e && e.stack) || e));
@@ -84,23 +86,27 @@ class Helper {
     this.worker.on('exit', () => (this.dead = true));
   }
 
-  /** Start a part; `finish` blocks until it is done and returns its cells. */
-  start(part: KernelPart, length: number): void {
-    if (this.out.length < length) this.out = new Float32Array(new SharedArrayBuffer(4 * length));
+  /** Start parts (run in order); `finish` blocks until they are done and returns their cells. */
+  start(parts: readonly KernelPart[], lengths: readonly number[]): void {
+    const total = lengths.reduce((a, b) => a + b, 0);
+    if (this.out.length < total) this.out = sharedFloats(total);
     Atomics.store(this.control, 0, 0);
-    const copied = part.args.reduce((n, a) => n + (a.buffer instanceof SharedArrayBuffer ? 0 : a.length), 0);
+    const copied = parts.reduce((n, p) => n + p.args.reduce((m, a) => m + (a.buffer instanceof SharedArrayBuffer ? 0 : a.length), 0), 0);
     if (this.staging.length < copied) this.staging = sharedFloats(copied);
-    let at = 0;
-    const args = part.args.map((a) => {
-      if (a.buffer instanceof SharedArrayBuffer) return a;
-      const copy = this.staging.subarray(at, (at += a.length));
-      copy.set(a);
-      return copy;
+    let at = 0, outAt = 0;
+    const items = parts.map((part, i) => {
+      const args = part.args.map((a) => {
+        if (a.buffer instanceof SharedArrayBuffer) return a;
+        const copy = this.staging.subarray(at, (at += a.length));
+        copy.set(a);
+        return copy;
+      });
+      return { source: part.source, output: part.output, args, out: this.out.subarray(outAt, (outAt += lengths[i])) };
     });
-    this.port.postMessage({ source: part.source, output: part.output, args, out: this.out.subarray(0, length), control: this.control });
+    this.port.postMessage({ items, control: this.control });
   }
 
-  finish(length: number): Float32Array {
+  finish(lengths: readonly number[]): Float32Array[] {
     const waited = Atomics.wait(this.control, 0, 0, HELPER_TIMEOUT_MS);
     if (waited === 'timed-out') {
       this.dead = true;
@@ -110,7 +116,8 @@ class Helper {
       const message = receiveMessageOnPort(this.port)?.message;
       throw new TensorError('threads', `a helper thread's kernel failed: ${String(message)}`);
     }
-    return this.out.subarray(0, length);
+    let at = 0;
+    return lengths.map((n) => this.out.subarray(at, (at += n)));
   }
 
   terminate(): void {
@@ -161,34 +168,36 @@ function helper(i: number): Helper {
 }
 
 /**
- * Run `parts` of one kernel at the same time: parts[1..] on helpers, parts[0] through
- * `runHere` on the calling thread. Returns each part's flat cells (`lengths[i]` values);
- * a helper's cells stay valid until its next part.
+ * Run `parts` at the same time, in contiguous groups, one group per thread: the first on the
+ * calling thread (each part through `runHere`), the others on helpers. Returns each part's
+ * flat cells (`lengths[i]` values); a helper's cells stay valid until its next job.
  */
 export function runParts(
   parts: readonly KernelPart[],
   lengths: readonly number[],
   runHere: (part: KernelPart) => Float32Array,
 ): Float32Array[] {
-  const started: Helper[] = [];
-  for (let i = 1; i < parts.length; i++) {
-    const h = helper(i - 1);
-    h.start(parts[i], lengths[i]);
-    started.push(h);
-    partsRun++;
+  const per = Math.ceil(parts.length / Math.max(1, Math.min(getThreads(), parts.length)));
+  const started: { helper: Helper; lengths: number[] }[] = [];
+  for (let first = per; first < parts.length; first += per) {
+    const h = helper(started.length);
+    const group = lengths.slice(first, first + per);
+    h.start(parts.slice(first, first + per), group);
+    started.push({ helper: h, lengths: group });
+    partsRun += group.length;
   }
   // Whatever fails, every helper is waited for: they read memory the caller reuses.
   const errors: unknown[] = [];
-  const attempt = (f: () => Float32Array): Float32Array => {
+  const attempt = (f: () => Float32Array[]): Float32Array[] => {
     try {
       return f();
     } catch (e) {
       errors.push(e);
-      return new Float32Array(0);
+      return [];
     }
   };
-  const cells = [attempt(() => runHere(parts[0])), ...started.map((h, i) => attempt(() => h.finish(lengths[i + 1])))];
+  const mine = attempt(() => parts.slice(0, per).map(runHere));
+  const theirs = started.flatMap((s) => attempt(() => s.helper.finish(s.lengths)));
   if (errors.length) throw errors[0];
-  return cells;
+  return [...mine, ...theirs];
 }
-

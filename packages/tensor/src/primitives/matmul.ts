@@ -4,7 +4,7 @@
  * `kernel` is the one-cell kernel (webgpu, tiny products); on cpu and webasm `plan` runs the
  * packed product kernel of backends/plans.ts.
  */
-import { gemm, gemmInPlace, gemmReadsInPlace, packedProductFits, rowMajor, strided, type HostPlan, type KernelRunner, type MatrixView } from '../backends/plans.js';
+import { gemm, gemmInPlace, gemmInPlaceBatch, gemmReadsInPlace, type BatchItem, packedProductFits, rowMajor, strided, type HostPlan, type KernelRunner, type MatrixView } from '../backends/plans.js';
 import { broadcastIndex, coordLines, kernelFn } from '../codegen.js';
 import { isFloat } from '../dtype.js';
 import { TensorError } from '../errors.js';
@@ -119,11 +119,15 @@ function gemmPlan(m: number, k: number, n: number, count: number, aOf: Int32Arra
         const ov = { data: out, offset: 0, rows: strided(m, n), cols: outCols };
         product(runner, rowMajor(a, m, k, aOf[0] * m * k), bv, ov, m, k, count * n);
       } else {
+        // Views of each element alone: a product reading B in place copies all of B's data into the kernel.
+        const items: BatchItem[] = [];
         for (let i = 0; i < count; i++) {
-          // Views of this element alone: a product reading B in place copies all of B's data into the kernel.
           const ai = a.subarray(aOf[i] * m * k, (aOf[i] + 1) * m * k), bi = b.subarray(bOf[i] * k * n, (bOf[i] + 1) * k * n);
-          product(runner, rowMajor(ai, m, k), rowMajor(bi, k, n), rowMajor(out, m, n, i * m * n), m, k, n);
+          items.push({ a: rowMajor(ai, m, k), b: rowMajor(bi, k, n), out: rowMajor(out, m, n, i * m * n) });
         }
+        // Enough small products to share out between the threads: whole products per thread.
+        const batched = count >= 2 * runner.threads() && runner.threads() > 1 && k * n <= 1 << 18 && gemmInPlaceBatch(runner, items, m, k, n);
+        if (!batched) for (const it of items) product(runner, it.a, it.b, it.out, m, k, n);
       }
       return out;
     },
