@@ -11,7 +11,7 @@
  * with the flipped kernel for the input gradient.
  */
 import type { Aval } from '../backend.js';
-import { gemm, gemmInPlace, gemmReadsInPlace, packedProductFits, scratch, strided, type KernelRunner, type MatrixView } from '../backends/plans.js';
+import { gemm, gemmInPlace, gemmReadsInPlace, packedProductFits, scratch, strided, type HostPlan, type KernelRunner, type MatrixView } from '../backends/plans.js';
 import { coordLines, kernelFn } from '../codegen.js';
 import { isFloat } from '../dtype.js';
 import { TensorError } from '../errors.js';
@@ -197,6 +197,7 @@ export const conv2dInputGrad: Primitive<ConvParams & { inputShape: number[] }> =
     const G = p.groups, Og = O / G, K = Og * KH * KW;
     if (!usePlan(Cg, N * O * OH * OW * Cg * KH * KW, K, G)) return null;
     const [sh, sw] = p.stride, [dh, dw] = p.dilation;
+    if (sh > 1 || sw > 1) return phasePlan(N, C, H, W, O, OH, OW, Cg, KH, KW, p);
     // dx is a stride-1 convolution, with the flipped kernel, of g dilated by the stride and
     // padded so that dx[ih] = sum over kf of gd[ih + kf*d] * w[KH-1-kf] (zeros elsewhere).
     const hd = H + (KH - 1) * dh, wd = W + (KW - 1) * dw;
@@ -340,6 +341,72 @@ export const conv2dWeightGrad: Primitive<ConvParams & { kernelSize: [number, num
  */
 function usePlan(rowsPerGroup: number, work: number, reduction: number, groups: number): boolean {
   return packedProductFits(work, reduction) && (groups === 1 || rowsPerGroup >= 4);
+}
+
+/**
+ * conv2dInputGrad for a strided convolution, without the zeros of a dilated g (3/4 of the
+ * products at stride 2). dx[n, c, ih, iw] sums g[n, o, oh, ow] w[o, c, ki, kj] over the taps
+ * with ih + pad - ki*d = oh*s. Split the positions of dx by phase (ih mod s, iw mod s): in a
+ * phase, whether a tap counts no longer depends on the position, and oh = qh + e(ki) for
+ * ih = phase + s*qh. So each phase is one product over its own taps, reading g (zero-padded by
+ * the largest |e|, so that out-of-range rows read zeros) in place.
+ */
+function phasePlan(N: number, C: number, H: number, W: number, O: number, OH: number, OW: number, Cg: number, KH: number, KW: number, p: ConvParams): HostPlan {
+  const G = p.groups, Og = O / G;
+  const [sh, sw] = p.stride, [dh, dw] = p.dilation, [ph, pw] = p.padding;
+  // e = (phase + pad - k*d) / s over every phase and tap (integral where the tap counts).
+  const lowH = Math.floor((ph - (KH - 1) * dh) / sh), highH = Math.ceil((sh - 1 + ph) / sh);
+  const lowW = Math.floor((pw - (KW - 1) * dw) / sw), highW = Math.ceil((sw - 1 + pw) / sw);
+  const mh = Math.max(0, -lowH), mw = Math.max(0, -lowW);
+  const hp = Math.max(mh + OH, mh + Math.ceil(H / sh) + highH) + 1, wp = Math.max(mw + OW, mw + Math.ceil(W / sw) + highW) + 1;
+  return {
+    variant: 'phase-gemm',
+    run([gy, w], runner) {
+      const gp = scratch(SOURCE_SLOT, N * O * hp * wp);
+      for (let no = 0; no < N * O; no++) {
+        for (let oh = 0; oh < OH; oh++) gp.set(gy.subarray((no * OH + oh) * OW, (no * OH + oh + 1) * OW), (no * hp + oh + mh) * wp + mw);
+      }
+      const dx = new Float32Array(N * C * H * W);
+      for (let rh = 0; rh < sh; rh++) {
+        for (let rw = 0; rw < sw; rw++) {
+          const qh = Math.ceil((H - rh) / sh), qw = Math.ceil((W - rw) / sw);
+          const kis = taps(KH, rh + ph, dh, sh), kjs = taps(KW, rw + pw, dw, sw);
+          const K = Og * kis.length * kjs.length;
+          if (qh <= 0 || qw <= 0 || K === 0) continue; // no position, or no tap: dx stays 0 there
+          // Reduction over (o, ki, kj): offsets into w (row c at c*KH*KW) and into padded g.
+          const wCols = new Int32Array(K), gRows = new Int32Array(K);
+          let q = 0;
+          for (let o = 0; o < Og; o++) {
+            for (const [ki, eh] of kis) {
+              for (const [kj, ew] of kjs) {
+                wCols[q] = o * Cg * KH * KW + ki * KW + kj;
+                gRows[q++] = (o * hp + eh + mh) * wp + ew + mw;
+              }
+            }
+          }
+          const gCols = gridOffsets(N, qh, qw, O * hp * wp, wp, 1);
+          const outCols = gridOffsets(N, qh, qw, C * H * W, sh * W, sw);
+          for (let g = 0; g < G; g++) {
+            const wv = { data: w, offset: g * Og * Cg * KH * KW, rows: strided(Cg, KH * KW), cols: wCols };
+            const gv = { data: gp, offset: g * Og * hp * wp, rows: gRows, cols: gCols };
+            const xv = { data: dx, offset: g * Cg * H * W + rh * W + rw, rows: strided(Cg, H * W), cols: outCols };
+            product(runner, wv, gv, xv, Cg, K, N * qh * qw);
+          }
+        }
+      }
+      return dx;
+    },
+  };
+}
+
+/** The taps k of a kernel axis that reach positions `phase + pad` (mod s) at stride s, with e = (phase + pad - k*d) / s. */
+function taps(size: number, phasePad: number, d: number, s: number): [number, number][] {
+  const out: [number, number][] = [];
+  for (let k = 0; k < size; k++) {
+    const t = phasePad - k * d;
+    if (((t % s) + s) % s === 0) out.push([k, t / s]);
+  }
+  return out;
 }
 
 /** A product whose B is a view of an image (im2col): read in place when its indices allow. */
