@@ -1,14 +1,15 @@
 /**
- * Helper threads for the synchronous webasm backend: one heavy kernel call split into
- * parts that run at the same time, one part on the calling thread and one on each helper.
+ * Helper threads for the synchronous webasm backend: kernel calls (the parts of one heavy
+ * call, or the products of a batch) run at the same time, in groups, one group on the
+ * calling thread and one on each helper.
  *
  * Why not GPU.js's own threads: a threaded GPU.js kernel returns a Promise (its worker
  * pool never blocks the main thread), and our ops are synchronous. Here each helper is a
  * worker thread with a GPU.js instance of its own (as GPU.js's pool workers have their own
  * WebAssembly instances); the caller posts it a part, runs its own part, then blocks on an
  * `Atomics.wait` until the helpers are done. The kernels are still GPU.js kernels; a part
- * differs from the whole call only in its grid (or its first cell), so every cell is
- * computed exactly as it would be on one thread (results are bitwise the same).
+ * differs from the whole call only in its grid and its slice of the operands, so every cell
+ * is computed exactly as it would be on one thread (results are bitwise the same).
  *
  * Inputs and outputs cross threads without copies: they live in SharedArrayBuffers (the
  * plans' scratch arrays are shared; an argument that is not is copied into one).
