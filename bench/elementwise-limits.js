@@ -18,6 +18,7 @@
  * here and not in the product: it is a measurement of the engine, not a way to run ops.
  */
 import { writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { Worker } from 'node:worker_threads';
 import { GPU } from 'gpu.js';
 import * as T from '@scm/tensor';
@@ -60,7 +61,7 @@ const helper = new Worker(
    const k = new GPU({ mode: 'webasm' }).createKernel(source, { output: [half], tactic: 'precision' });
    const a = A.subarray(half), b = B.subarray(half), o = O.subarray(half);
    parentPort.on('message', () => { o.set(k(a, b)); Atomics.store(control, 0, 1); Atomics.notify(control, 0); });`,
-  { eval: true, workerData: { A, B, O, control, half, source: addSource, gpuPath: (await import('node:module')).createRequire(import.meta.url).resolve('gpu.js') } },
+  { eval: true, workerData: { A, B, O, control, half, source: addSource, gpuPath: createRequire(import.meta.url).resolve('gpu.js') } },
 );
 const firstHalf = gpu.createKernel(addSource, { output: [half], tactic: 'precision' });
 const a0 = A.subarray(0, half), b0 = B.subarray(0, half);
