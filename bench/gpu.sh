@@ -21,7 +21,9 @@
 # batch 2, one repetition): on a machine without a GPU it runs on a software Vulkan driver
 # (llvmpipe), slowly (5 to 25 minutes here: jax-js's shaders take llvmpipe long to compile),
 # to check the script end to end. The sCT part starts nothing new after DEADLINE seconds
-# (default 360; 2400 with --smoke), so that a real run fits a 10-minute slot.
+# (default 360; 2400 with --smoke), so that a real run fits a 10-minute slot; BUDGET (default
+# 45) is the seconds each implementation, preset and batch gets, MEMORY_STEPS (default 300)
+# the length of the memory run.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -63,8 +65,8 @@ run() {
   local matmul=4096
   local sct=(--backend webgpu --presets nano,tiny,small --batches 32,128
     --ours-presets nano,tiny --ours-batches 32,128 --jax-presets nano,tiny --jax-batches 32
-    --torch-device "$torch_device" --config-budget-s 45 --deadline-s "$deadline" --peer-timeout-s 150)
-  local memory=(--memory-steps 300 --memory-config nano:32)
+    --torch-device "$torch_device" --config-budget-s "${BUDGET:-45}" --deadline-s "$deadline" --peer-timeout-s 150)
+  local memory=(--memory-steps "${MEMORY_STEPS:-300}" --memory-config nano:32)
   if [ "$smoke" = --smoke ]; then
     matmul=256
     sct=(--backend webgpu --image-size 8 --presets nano --batches 2 --jax-batches 2 --reps 1

@@ -21,7 +21,7 @@
  *   --two-pass                                             our step as Algorithm 1 is written, as the peers
  *                                                          run it (impl ours:BACKEND:2pass); by default the
  *                                                          network's forward runs once (consistency README)
- *   --profile                                              our step only (first preset and batch): time and
+ *   --profile [--no-split-sums]                            our step only (first preset and batch): time and
  *                                                          calls per primitive (PROFILE_PROGRAMS=1 in the
  *                                                          environment: fused kernels by the ops they hold;
  *                                                          PROFILE_SHAPES=1: by input shapes too)
@@ -322,6 +322,8 @@ function add(caseName, impl, unit, value, note) {
   const r = { case: caseName, impl, unit, value: Number(value.toPrecision(4)) };
   if (note) Object.assign(r, note);
   records.push(r);
+  // Written as they come, so a run stopped at a time limit keeps what it measured.
+  if (opts.json) writeFileSync(opts.json, JSON.stringify(records, null, 2) + '\n');
 }
 
 function median(values) {
@@ -477,7 +479,13 @@ function printTable(write = (l) => console.log(l)) {
 async function matmulMode(n) {
   const { timeIt, randomArray } = await import('./harness.js');
   const flops = 2 * n ** 3;
-  const a = T.fromArray(randomArray(n * n, 1), [n, n]), b = T.fromArray(randomArray(n * n, 2), [n, n]);
+  // On the device before timing (a webgpu tensor made from host data stays on the host until
+  // a kernel reads it, and would be uploaded by every product), as jax-js's arrays are.
+  const operand = (seed) => T.tidy(() => {
+    const x = T.fromArray(randomArray(n * n, seed), [n, n]);
+    return gpu ? T.mul(x, 1) : x;
+  });
+  const a = operand(1), b = operand(2);
   const ours = await timeIt(async () => {
     const c = T.matmul(a, b);
     await c.data();
@@ -533,9 +541,11 @@ async function main() {
 async function profileMode() {
   const preset = opts.presets[0], batch = opts.batches[0];
   const params0 = T.tidy(() => makeUnet(preset).init(T.random.key(0)));
+  const be = T.getBackendInstance(backend);
+  // --no-split-sums: webgpu runs every sum on one thread per output cell (see Primitive.split).
+  if (argv.includes('--no-split-sums')) be.splitSums = false;
   const trainer = oursTrainer(preset, batch, params0);
   await trainer.fns.step();
-  const be = T.getBackendInstance(backend);
   const run = be.run.bind(be);
   const byPrim = new Map();
   be.run = (prim, inputs, avals, params, out) => {
@@ -550,9 +560,11 @@ async function profileMode() {
     byPrim.set(name, e);
     return r;
   };
+  const splitsBefore = new Map(be.planRuns);
   const t0 = performance.now();
   for (let i = 0; i < opts.reps; i++) await trainer.fns.step();
   const stepMs = (performance.now() - t0) / opts.reps;
+  const splits = [...be.planRuns].filter(([k]) => k.endsWith(':split')).map(([k, v]) => `${k.replace(':split', '')} ${((v - (splitsBefore.get(k) ?? 0)) / opts.reps).toFixed(0)}`);
   const helpers = T.helperThreads();
   be.run = run;
   trainer.dispose();
@@ -560,7 +572,8 @@ async function profileMode() {
   const rows = [...byPrim.entries()].sort((a, b) => b[1].ms - a[1].ms);
   const kernelMs = rows.reduce((a, [, e]) => a + e.ms, 0) / opts.reps;
   const calls = rows.reduce((a, [, e]) => a + e.calls, 0) / opts.reps;
-  console.log(`\n${ourImpl} ${caseBase(preset, batch)}: ${stepMs.toFixed(0)} ms per step, ${(batch / stepMs * 1000).toFixed(2)} images/s; ${calls.toFixed(0)} kernel calls taking ${kernelMs.toFixed(0)} ms (${(100 * kernelMs / stepMs).toFixed(0)} %), the rest in JS; threads ${T.getThreads()} (helpers live ${helpers.live}, parts run on them ${helpers.partsRun})\n`);
+  console.log(`\n${ourImpl} ${caseBase(preset, batch)}: ${stepMs.toFixed(0)} ms per step, ${(batch / stepMs * 1000).toFixed(2)} images/s; ${calls.toFixed(0)} kernel calls taking ${kernelMs.toFixed(0)} ms (${(100 * kernelMs / stepMs).toFixed(0)} %)${gpu ? ' to enqueue, the rest waiting for the device' : ', the rest in JS'}${be.splitSums === false ? ' (sums not split)' : ''}; threads ${T.getThreads()} (helpers live ${helpers.live}, parts run on them ${helpers.partsRun})\n`);
+  if (splits.length) console.log(`split sums per step (two kernels each): ${splits.join(', ')}\n`);
   console.log(`${'primitive'.padEnd(20)}${'calls/step'.padStart(12)}${'ms/step'.padStart(10)}${'share'.padStart(8)}${'Mcells/step'.padStart(13)}`);
   for (const [name, e] of rows) {
     console.log(`${name.padEnd(20)}${(e.calls / opts.reps).toFixed(0).padStart(12)}${(e.ms / opts.reps).toFixed(1).padStart(10)}${`${(100 * e.ms / opts.reps / stepMs).toFixed(1)}%`.padStart(8)}${(e.cells / opts.reps / 1e6).toFixed(2).padStart(13)}`);

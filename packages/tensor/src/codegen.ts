@@ -57,6 +57,34 @@ export function broadcastIndex(outShape: Shape, inShape: Shape, prefix = 'c'): s
 }
 
 /**
+ * Split sums (Primitive.split), in a kernel of `parts` partial sums laid out [parts, cells]:
+ * which part of the outermost summed loop this thread sums, and for which output cell.
+ */
+export interface PartSplit {
+  readonly parts: number;
+  readonly cells: number;
+}
+
+export function partLines({ cells }: PartSplit): string {
+  return `const part = Math.floor(i / ${cells});\nconst cell = i - part * ${cells};`;
+}
+
+/**
+ * The opening of a summed loop over `v` in [0, extent): whole, or with `split` only this
+ * part's chunk of it (a literal trip count and a bound check, as GPU.js wants literal loop
+ * bounds). Closed by `closeLoop(split)`.
+ */
+export function openLoop(v: string, extent: number, split?: PartSplit): string {
+  if (!split) return `for (let ${v} = 0; ${v} < ${extent}; ${v}++) {`;
+  const chunk = Math.ceil(extent / split.parts);
+  return `for (let ${v}q = 0; ${v}q < ${chunk}; ${v}q++) {\nconst ${v} = part * ${chunk} + ${v}q;\nif (${v} < ${extent}) {`;
+}
+
+export function closeLoop(split?: PartSplit): string {
+  return split ? '}\n}' : '}';
+}
+
+/**
  * A kernel's source from its body, in which `i` is the flat output index. The index is
  * written inline as `this.thread.x` rather than declared: GPU.js's WebAssembly code keeps
  * every declared local as a float, so a declared index would cost a float-to-integer

@@ -25,6 +25,14 @@ export interface Primitive<P = Record<string, never>> {
    */
   plan?(avals: readonly Aval[], params: P, out: Aval): HostPlan | null;
   /**
+   * Optional, for sums (webgpu): a kernel computes each output cell on one thread, so a sum
+   * with few cells and many terms (a loss, a bias gradient) runs on a handful of threads of
+   * a GPU. `extent` is the length of the kernel's outermost summed loop, `terms` the terms
+   * per cell; `kernel(parts)` is the same sum cut into `parts` chunks of that loop, one
+   * thread per (part, cell), laid out [parts, ...out]. The backend then sums the parts.
+   */
+  split?(avals: readonly Aval[], params: P, out: Aval): ReductionSplit | null;
+  /**
    * Forward mode: the output tangent, given the primals, their tangents (null = symbolic
    * zero) and the primal output. Null means the output tangent is zero.
    */
@@ -36,6 +44,12 @@ export interface Primitive<P = Record<string, never>> {
   vjp(cotangent: Tensor, primals: Tensor[], params: P, out: Tensor, needs: boolean[]): (Tensor | null)[];
   /** The output shares its input's buffer (reshape): no kernel runs. */
   readonly aliases?: boolean;
+}
+
+export interface ReductionSplit {
+  readonly extent: number;
+  readonly terms: number;
+  kernel(parts: number): string;
 }
 
 // The trace at the highest level among the arguments wins (autodidax's dynamic dispatch).

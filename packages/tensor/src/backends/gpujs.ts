@@ -38,6 +38,9 @@ export class GpuJsBackend implements Backend {
   /** webgpu: the pending kernels and reads of each buffer; it is deleted only after they ran. */
   private readonly readers = new WeakMap<object, Promise<unknown>[]>();
 
+  /** webgpu: whether long sums with few cells are split (Primitive.split); benchmarks compare both. */
+  splitSums = true;
+
   constructor(readonly name: GpuMode, private readonly gpu: GpuInstance) {}
 
   static create(mode: GpuMode): GpuJsBackend {
@@ -86,16 +89,25 @@ export class GpuJsBackend implements Backend {
 
   run(prim: Primitive<any>, inputs: unknown[], inAvals: Aval[], params: unknown, out: Aval): unknown {
     if (this.name !== 'webgpu') return this.runSync(prim, (inputs as Float32Array[]).map(nonEmpty), inAvals, params, out);
-    const source = prim.kernel(inAvals, params, out);
     const n = sizeOf(out.shape);
+    const split = this.splitSums ? prim.split?.(inAvals, params, out) : null;
+    const parts = split ? splitParts(n, split.extent, split.terms) : 1;
+    const source = parts > 1 ? split!.kernel(parts) : prim.kernel(inAvals, params, out);
     const result = quiet(
       Promise.all(inputs as Promise<unknown>[]).then((args) => {
         const kinds = args.map((a) => (a instanceof Float32Array ? 'a' : 'd')).join('');
-        return this.kernel(source, n, `${kinds}|${argSizes(inAvals)}`)(...args.map(nonEmpty));
+        return this.kernel(source, n * parts, `${kinds}|${argSizes(inAvals)}`)(...args.map(nonEmpty));
       }),
     );
     for (const b of inputs) this.addReader(b, result);
-    return result;
+    if (parts === 1) return result;
+    // The partial sums, laid out [parts, n], summed by a second kernel, then deleted.
+    this.planRuns.set(`${prim.name}:split`, (this.planRuns.get(`${prim.name}:split`) ?? 0) + 1);
+    const combine = `function (x0) {\nlet s = 0.0;\nfor (let p = 0; p < ${parts}; p++) { s += x0[p * ${n} + this.thread.x]; }\nreturn s;\n}`;
+    const total = quiet(result.then((partial) => this.kernel(combine, n, `d|${n * parts}`)(partial)));
+    this.addReader(result, total);
+    this.free(result);
+    return total;
   }
 
   /**
@@ -166,6 +178,19 @@ export class GpuJsBackend implements Backend {
     this.addReader(buffer, host);
     return host;
   }
+}
+
+/**
+ * How many parts a sum of `terms` terms per cell over `cells` cells is cut into on webgpu
+ * (Primitive.split; 1: not cut). A GPU keeps some 100,000 threads busy: a sum that gives it
+ * far fewer, with long loops, is cut along its outermost loop (`extent`) until each thread
+ * sums about 256 terms or the cells times the parts reach about 2^19.
+ */
+export function splitParts(cells: number, extent: number, terms: number): number {
+  if (cells >= 1 << 16 || terms <= 1024) return 1;
+  const parts = Math.min(extent, Math.ceil(terms / 256), Math.max(1, Math.floor((1 << 19) / cells)));
+  // Parts of equal chunks: ceil(extent / chunk) of them, none empty.
+  return parts < 2 ? 1 : Math.ceil(extent / Math.ceil(extent / parts));
 }
 
 /**

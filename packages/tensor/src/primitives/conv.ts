@@ -12,7 +12,7 @@
  */
 import type { Aval } from '../backend.js';
 import { gemm, gemmInPlace, gemmReadsInPlace, packedProductFits, scratch, strided, type HostPlan, type KernelRunner, type MatrixView } from '../backends/plans.js';
-import { coordLines, kernelFn } from '../codegen.js';
+import { closeLoop, coordLines, kernelFn, openLoop, partLines, type PartSplit } from '../codegen.js';
 import { isFloat } from '../dtype.js';
 import { TensorError } from '../errors.js';
 import type { Primitive } from '../primitive.js';
@@ -268,30 +268,11 @@ export const conv2dWeightGrad: Primitive<ConvParams & { kernelSize: [number, num
     return w;
   },
   kernel([a, b], p, out) {
-    const [N, C, H, W] = a.shape;
-    const [, O, OH, OW] = b.shape;
-    const Cg = out.shape[1];
-    const Og = O / p.groups;
-    const lines = [
-      coordLines(out.shape),
-      `const g = Math.floor(c0 / ${Og});`,
-      'let s = 0.0;',
-      `for (let n = 0; n < ${N}; n++) {`,
-      `  for (let oh = 0; oh < ${OH}; oh++) {`,
-      `    const ih = oh * ${p.stride[0]} - ${p.padding[0]} + c2 * ${p.dilation[0]};`,
-      `    if (ih >= 0 && ih < ${H}) {`,
-      `      for (let ow = 0; ow < ${OW}; ow++) {`,
-      `        const iw = ow * ${p.stride[1]} - ${p.padding[1]} + c3 * ${p.dilation[1]};`,
-      `        if (iw >= 0 && iw < ${W}) {`,
-      `          s += x0[((n * ${C} + g * ${Cg} + c1) * ${H} + ih) * ${W} + iw] * x1[((n * ${O} + c0) * ${OH} + oh) * ${OW} + ow];`,
-      '        }',
-      '      }',
-      '    }',
-      '  }',
-      '}',
-      'return s;',
-    ];
-    return kernelFn(2, lines.join('\n'));
+    return weightGradKernel(a, b, p, out);
+  },
+  // The sum over the batch is the long one (N x OH x OW terms for a few thousand cells).
+  split([a, b], p, out) {
+    return { extent: a.shape[0], terms: a.shape[0] * b.shape[2] * b.shape[3], kernel: (parts) => weightGradKernel(a, b, p, out, { parts, cells: sizeOf(out.shape) }) };
   },
   plan([a, b], p, out) {
     const [N, C, H, W] = a.shape;
@@ -440,4 +421,33 @@ function gridOffsets(N: number, H: number, W: number, image: number, row: number
   const out = new Int32Array(N * H * W);
   for (let n = 0, q = 0; n < N; n++) for (let h = 0; h < H; h++) for (let w = 0; w < W; w++, q++) out[q] = n * image + h * row + w * col;
   return out;
+}
+
+/** The weight gradient's kernel: one thread per weight cell, or per (batch chunk, cell) with `split`. */
+function weightGradKernel(a: Aval, b: Aval, p: ConvParams, out: Aval, split?: PartSplit): string {
+  const [N, C, H, W] = a.shape;
+  const [, O, OH, OW] = b.shape;
+  const Cg = out.shape[1];
+  const Og = O / p.groups;
+  const lines = [
+    split ? partLines(split) : '',
+    coordLines(out.shape, split ? 'cell' : 'i'),
+    `const g = Math.floor(c0 / ${Og});`,
+    'let s = 0.0;',
+    openLoop('n', N, split),
+    `  for (let oh = 0; oh < ${OH}; oh++) {`,
+    `    const ih = oh * ${p.stride[0]} - ${p.padding[0]} + c2 * ${p.dilation[0]};`,
+    `    if (ih >= 0 && ih < ${H}) {`,
+    `      for (let ow = 0; ow < ${OW}; ow++) {`,
+    `        const iw = ow * ${p.stride[1]} - ${p.padding[1]} + c3 * ${p.dilation[1]};`,
+    `        if (iw >= 0 && iw < ${W}) {`,
+    `          s += x0[((n * ${C} + g * ${Cg} + c1) * ${H} + ih) * ${W} + iw] * x1[((n * ${O} + c0) * ${OH} + oh) * ${OW} + ow];`,
+    '        }',
+    '      }',
+    '    }',
+    '  }',
+    closeLoop(split),
+    'return s;',
+  ];
+  return kernelFn(2, lines.join('\n'));
 }

@@ -20,7 +20,7 @@
  * input's VJP kernel, so nn's groupNorm keeps its SiLU a separate fused op (measured).
  */
 import type { Aval } from '../backend.js';
-import { coordLines, f, kernelFn } from '../codegen.js';
+import { closeLoop, coordLines, f, kernelFn, openLoop, partLines, type PartSplit } from '../codegen.js';
 import { isFloat } from '../dtype.js';
 import { TensorError } from '../errors.js';
 import type { Primitive } from '../primitive.js';
@@ -377,8 +377,11 @@ function cotangentsOf(code: readonly Instr[], primals: Tensor[], ct: Tensor, gri
   });
 }
 
-/** Lines reading input k of `shapes` at grid coordinates: kept axes c*, summed axes r*. */
-function sumLoopLines(grid: Shape, axes: readonly number[], shapes: readonly Shape[], body: string): string {
+/**
+ * Lines reading input k of `shapes` at grid coordinates: kept axes c*, summed axes r*; with
+ * `split`, the part's chunk of the outermost summed axis (see Primitive.split).
+ */
+function sumLoopLines(grid: Shape, axes: readonly number[], shapes: readonly Shape[], body: string, split?: PartSplit): string {
   const kept = (d: number) => !axes.includes(d);
   const lines: string[] = [];
   const reads: string[] = [];
@@ -392,9 +395,9 @@ function sumLoopLines(grid: Shape, axes: readonly number[], shapes: readonly Sha
     reads.push(`const a${k} = x${k}[b${k}${inner.length ? ` + ${inner.join(' + ')}` : ''}];`);
   });
   lines.push('let s = 0.0;');
-  axes.forEach((a, j) => lines.push(`for (let r${j} = 0; r${j} < ${grid[a]}; r${j}++) {`));
+  axes.forEach((a, j) => lines.push(openLoop(`r${j}`, grid[a], j === 0 ? split : undefined)));
   lines.push(...reads, body, 's += result;');
-  axes.forEach(() => lines.push('}'));
+  axes.forEach((_, j) => lines.push(closeLoop(j === 0 ? split : undefined)));
   lines.push('return s;');
   return lines.join('\n');
 }
@@ -428,6 +431,15 @@ export const fusedSum: Primitive<FusedSumParams> = {
   kernel(avals, { code, grid, axes }, out) {
     const body = `${programLines(code)}\nconst result = v${code.length - 1};`;
     return kernelFn(avals.length, `${coordLines(out.shape)}\n${sumLoopLines(grid, axes, avals.map((a) => a.shape), body)}`);
+  },
+  split(avals, { code, grid, axes }, out) {
+    if (axes.length === 0) return null;
+    const body = `${programLines(code)}\nconst result = v${code.length - 1};`;
+    const kernel = (parts: number) => {
+      const split = { parts, cells: sizeOf(out.shape) };
+      return kernelFn(avals.length, `${partLines(split)}\n${coordLines(out.shape, 'cell')}\n${sumLoopLines(grid, axes, avals.map((a) => a.shape), body, split)}`);
+    };
+    return { extent: grid[axes[0]], terms: axes.reduce((n, k) => n * grid[k], 1), kernel };
   },
   jvp(primals, tangents, { code, grid, axes }) {
     // The sum is linear: the tangent of the sum is the sum of the tangent.

@@ -3,11 +3,11 @@
  * with literal bounds, one output cell per thread.
  */
 import type { Aval } from '../backend.js';
-import { coordLines, dot, f, kernelFn } from '../codegen.js';
+import { closeLoop, coordLines, dot, f, kernelFn, openLoop, partLines, type PartSplit } from '../codegen.js';
 import { isFloat } from '../dtype.js';
 import { TensorError } from '../errors.js';
 import type { Primitive } from '../primitive.js';
-import { stridesOf, type Shape } from '../shape.js';
+import { sizeOf, stridesOf, type Shape } from '../shape.js';
 import type { Tensor } from '../tensor.js';
 import * as ops from '../ops.js';
 
@@ -20,18 +20,21 @@ export function reducedShape(shape: Shape, axes: number[], keepdims: boolean): n
   return keepdims ? shape.map((d, k) => (axes.includes(k) ? 1 : d)) : shape.filter((_, k) => !axes.includes(k));
 }
 
-/** Kernel body that folds the reduced axes of x0 for one output cell. */
-function reduceKernel(x: Shape, axes: number[], init: string, step: (acc: string, v: string, k: string) => string, finish = (acc: string) => acc): string {
+/**
+ * Kernel body that folds the reduced axes of x0 for one output cell; with `split`, the
+ * part's chunk of the outermost reduced axis (see Primitive.split).
+ */
+function reduceKernel(x: Shape, axes: number[], init: string, step: (acc: string, v: string, k: string) => string, finish = (acc: string) => acc, split?: PartSplit): string {
   const kept = x.map((_, k) => k).filter((k) => !axes.includes(k));
   const strides = stridesOf(x);
   const outShape = kept.map((k) => x[k]);
   const base = dot(kept.map((_, j) => `c${j}`), kept.map((k) => strides[k]));
-  const lines = [coordLines(outShape), `const base = ${base};`, `let acc = ${init};`, 'let arg = 0.0;'];
+  const lines = [split ? partLines(split) : '', coordLines(outShape, split ? 'cell' : 'i'), `const base = ${base};`, `let acc = ${init};`, 'let arg = 0.0;'];
   let open = '';
   let close = '';
   axes.forEach((a, j) => {
-    open += `for (let r${j} = 0; r${j} < ${x[a]}; r${j}++) {\n`;
-    close += '}\n';
+    open += `${openLoop(`r${j}`, x[a], j === 0 ? split : undefined)}\n`;
+    close += `${closeLoop(j === 0 ? split : undefined)}\n`;
   });
   const offset = dot(axes.map((_, j) => `r${j}`), axes.map((a) => strides[a]));
   const flatK = axes.length ? axes.map((a, j) => `r${j}`).join('') : '0';
@@ -85,6 +88,11 @@ export const sum: Primitive<ReduceParams> = {
   },
   kernel([a], { axes }) {
     return reduceKernel(a.shape, axes, '0.0', (acc, v) => `${acc} += ${v};`);
+  },
+  split([a], { axes }, out) {
+    if (axes.length === 0) return null;
+    const sumOf = (parts: number) => reduceKernel(a.shape, axes, '0.0', (acc, v) => `${acc} += ${v};`, undefined, { parts, cells: sizeOf(out.shape) });
+    return { extent: a.shape[axes[0]], terms: axes.reduce((n, k) => n * a.shape[k], 1), kernel: sumOf };
   },
   jvp(_x, [t], params) {
     return t && ops.sum(t, params.axes, params.keepdims);
