@@ -18,7 +18,7 @@
  * The state is { nimg, params }: images folded in so far, and the averaged parameters
  * (their own tensors, starting as a copy of the initial parameters, as EDM's deepcopy).
  */
-import { TensorError, add, mul, sub } from '@scm/tensor';
+import { TensorError, full, fuse, mul } from '@scm/tensor';
 import { disposeReplaced, mapLeaves } from './tree.js';
 
 export interface EmaState<P = unknown> {
@@ -40,10 +40,10 @@ export interface Ema {
   step<P>(state: EmaState<P>, params: P): EmaState<P>;
 }
 
-/** ema ← p + beta · (ema − p), leafwise, as new tensors. */
+/** ema ← p + beta · (ema − p), leafwise, as new tensors: one fused kernel per leaf, beta a 0-d input (it changes while the EMA ramps up). */
 export function lerpTree<P>(ema: P, params: P, beta: number): P {
   if (!(beta >= 0 && beta <= 1)) throw new TensorError('ema', `beta must be in [0, 1], got ${beta}`);
-  return mapLeaves('ema.update', ['ema', 'params'], [ema, params], 1, (e, p) => [add(p, mul(sub(e, p), beta))])[0];
+  return mapLeaves('ema.update', ['ema', 'params'], [ema, params], 1, (e, p) => [fuse((ee, pp, b) => pp.add(ee.sub(pp).mul(b)), [e, p, full([], beta, { dtype: p.dtype, backend: p.backend })])])[0];
 }
 
 function makeEma(name: string, batchSize: number, beta: (nimg: number) => number): Ema {

@@ -12,8 +12,14 @@
  * and one pytree per slot shaped like the parameters (`mu`, `nu`, `momentum`). Update
  * rules follow PyTorch's formulas (SGD, Adam, AdamW, RAdam), with the learning rate and
  * bias corrections evaluated in float64 on the host.
+ *
+ * The Adam family's rules run as three fused kernels per parameter (the two moments, then
+ * the step) instead of a dozen elementwise ops: a model has hundreds of parameter tensors,
+ * and every kernel call has a fixed cost. Values that change from step to step (bias
+ * corrections, the learning rate) enter those kernels as 0-d tensors, not as constants,
+ * so each kernel compiles once.
  */
-import { Tensor, TensorError, add, div, mul, sqrt, sub, zerosLike } from '@scm/tensor';
+import { type Expr, Tensor, TensorError, add, full, fuse, mul, sub, zerosLike } from '@scm/tensor';
 import type { Schedule } from './schedules.js';
 import { disposeReplaced, mapLeaves } from './tree.js';
 
@@ -127,28 +133,40 @@ function checkAdam(op: string, b1: number, b2: number, eps: number, wd: number):
   checkHyper(op, 'weightDecay', wd, 0, Infinity);
 }
 
-/** The first and second moment updates shared by the Adam family. */
-function moments(g: Tensor, m: Tensor, v: Tensor, b1: number, b2: number): [Tensor, Tensor] {
-  return [add(mul(m, b1), mul(g, 1 - b1)), add(mul(v, b2), mul(mul(g, g), 1 - b2))];
+/** A value that changes between steps, as a 0-d tensor beside `p` (a fused kernel input, not a constant). */
+function scalar(p: Tensor, value: number): Tensor {
+  return full([], value, { dtype: p.dtype, backend: p.backend });
 }
 
 /**
- * The Adam step on bias-corrected moments, in PyTorch's arrangement:
- *   p ← p − (lr / (1 − b1^t)) · m / (sqrt(v) / sqrt(1 − b2^t) + eps)
+ * The first and second moment updates shared by the Adam family, two fused kernels:
+ *   m ← b1·m + (1 − b1)·g;  v ← b2·v + (1 − b2)·g²,  with g = g0 + wd·p (L2 penalty) when wd > 0.
  */
-function adamStep(p: Tensor, m: Tensor, v: Tensor, t: number, rate: number, b1: number, b2: number, eps: number): Tensor {
+function moments(p: Tensor, g0: Tensor, m: Tensor, v: Tensor, b1: number, b2: number, wd: number): [Tensor, Tensor] {
+  const grad = (g: Expr, q: Expr) => (wd ? g.add(q.mul(wd)) : g);
+  return [
+    fuse((mm, g, q) => mm.mul(b1).add(grad(g, q).mul(1 - b1)), [m, g0, p]),
+    fuse((vv, g, q) => vv.mul(b2).add(grad(g, q).mul(grad(g, q)).mul(1 - b2)), [v, g0, p]),
+  ];
+}
+
+/**
+ * The Adam step on bias-corrected moments, in PyTorch's arrangement, one fused kernel:
+ *   p ← p·decay − (lr / (1 − b1^t)) · m / (sqrt(v) / sqrt(1 − b2^t) + eps)
+ * (decay = 1 − lr·wd for AdamW, else 1).
+ */
+function adamStep(p: Tensor, m: Tensor, v: Tensor, t: number, rate: number, b1: number, b2: number, eps: number, decay = 1): Tensor {
   const bc1 = 1 - b1 ** t;
   const bc2 = 1 - b2 ** t;
-  const denom = add(div(sqrt(v), Math.sqrt(bc2)), eps);
-  return sub(p, mul(div(m, denom), rate / bc1));
+  const inputs = [p, m, v, scalar(p, Math.sqrt(bc2)), scalar(p, rate / bc1), scalar(p, decay)];
+  return fuse((q, mm, vv, root, step, d) => q.mul(d).sub(mm.div(vv.sqrt().div(root).add(eps)).mul(step)), inputs);
 }
 
 /** Adam (Kingma & Ba, 2015); `weightDecay` is the classic L2 penalty added to the gradient. */
 export function adam({ lr, b1 = 0.9, b2 = 0.999, eps = 1e-8, weightDecay = 0 }: AdamOptions): Optimizer {
   checkAdam('adam', b1, b2, eps, weightDecay);
-  return makeOptimizer('adam', lrFn('adam', lr), ['mu', 'nu'], (p, g0, [m0, v0], t, rate) => {
-    const g = weightDecay ? add(g0, mul(p, weightDecay)) : g0;
-    const [m, v] = moments(g, m0, v0, b1, b2);
+  return makeOptimizer('adam', lrFn('adam', lr), ['mu', 'nu'], (p, g, [m0, v0], t, rate) => {
+    const [m, v] = moments(p, g, m0, v0, b1, b2, weightDecay);
     return [adamStep(p, m, v, t, rate, b1, b2, eps), m, v];
   });
 }
@@ -156,10 +174,9 @@ export function adam({ lr, b1 = 0.9, b2 = 0.999, eps = 1e-8, weightDecay = 0 }: 
 /** AdamW (Loshchilov & Hutter, 2019): weight decay decoupled from the gradient, p ← p·(1 − lr·wd) before the Adam step. */
 export function adamw({ lr, b1 = 0.9, b2 = 0.999, eps = 1e-8, weightDecay = 0.01 }: AdamOptions): Optimizer {
   checkAdam('adamw', b1, b2, eps, weightDecay);
-  return makeOptimizer('adamw', lrFn('adamw', lr), ['mu', 'nu'], (p0, g, [m0, v0], t, rate) => {
-    const p = weightDecay ? mul(p0, 1 - rate * weightDecay) : p0;
-    const [m, v] = moments(g, m0, v0, b1, b2);
-    return [adamStep(p, m, v, t, rate, b1, b2, eps), m, v];
+  return makeOptimizer('adamw', lrFn('adamw', lr), ['mu', 'nu'], (p, g, [m0, v0], t, rate) => {
+    const [m, v] = moments(p, g, m0, v0, b1, b2, 0);
+    return [adamStep(p, m, v, t, rate, b1, b2, eps, 1 - rate * weightDecay), m, v];
   });
 }
 
@@ -171,15 +188,14 @@ export function adamw({ lr, b1 = 0.9, b2 = 0.999, eps = 1e-8, weightDecay = 0.01
 export function radam({ lr, b1 = 0.9, b2 = 0.999, eps = 1e-8, weightDecay = 0 }: AdamOptions): Optimizer {
   checkAdam('radam', b1, b2, eps, weightDecay);
   const rhoInf = 2 / (1 - b2) - 1;
-  return makeOptimizer('radam', lrFn('radam', lr), ['mu', 'nu'], (p, g0, [m0, v0], t, rate) => {
-    const g = weightDecay ? add(g0, mul(p, weightDecay)) : g0;
-    const [m, v] = moments(g, m0, v0, b1, b2);
+  return makeOptimizer('radam', lrFn('radam', lr), ['mu', 'nu'], (p, g, [m0, v0], t, rate) => {
+    const [m, v] = moments(p, g, m0, v0, b1, b2, weightDecay);
     const bc1 = 1 - b1 ** t;
     const bc2 = 1 - b2 ** t;
     const rhoT = rhoInf - (2 * t * b2 ** t) / bc2;
-    if (rhoT <= 5) return [sub(p, mul(m, rate / bc1)), m, v];
+    if (rhoT <= 5) return [fuse((q, mm, step) => q.sub(mm.mul(step)), [p, m, scalar(p, rate / bc1)]), m, v];
     const rect = Math.sqrt(((rhoT - 4) * (rhoT - 2) * rhoInf) / ((rhoInf - 4) * (rhoInf - 2) * rhoT));
-    const adaptive = div(Math.sqrt(bc2), add(sqrt(v), eps));
-    return [sub(p, mul(mul(m, adaptive), (rate * rect) / bc1)), m, v];
+    const inputs = [p, m, v, scalar(p, Math.sqrt(bc2)), scalar(p, (rate * rect) / bc1)];
+    return [fuse((q, mm, vv, root, step) => q.sub(mm.mul(root.div(vv.sqrt().add(eps))).mul(step)), inputs), m, v];
   });
 }
