@@ -23,7 +23,8 @@
 # to check the script end to end. The sCT part starts nothing new after DEADLINE seconds
 # (default 360; 2400 with --smoke), so that a real run fits a 10-minute slot; BUDGET (default
 # 45) is the seconds each implementation, preset and batch gets, MEMORY_STEPS (default 300)
-# the length of the memory run.
+# the length of the memory run. On an H200, `DEADLINE=250 BUDGET=30 MEMORY_STEPS=200` ran
+# everything but ours on the small UNet in about 5 minutes (BENCHMARKS.md, GPU run A).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
