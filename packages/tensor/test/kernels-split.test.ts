@@ -29,7 +29,7 @@ test('splitParts: only few cells with long sums are cut, into equal non-empty ch
 
 const webgpu = await T.initWebGPU();
 describe.runIf(webgpu)('split sums on webgpu', () => {
-  const backend = T.getBackendInstance('webgpu') as unknown as { planRuns: Map<string, number> };
+  const backend = T.getBackendInstance('webgpu') as unknown as { planRuns: Map<string, number>; intermediates: number };
   const splits = (name: string) => backend.planRuns.get(`${name}:split`) ?? 0;
 
   /** `fn` on webgpu and on the reference, from the same grid values; the split ran once. */
@@ -42,6 +42,9 @@ describe.runIf(webgpu)('split sums on webgpu', () => {
     expect(got.shape).toEqual(want.shape);
     assertClose(await got.data(), want.dataSync(), { ...float32Tolerance({ terms, termBound: bound }), what: `${name} on webgpu` });
     T.dispose([want, got]);
+    // The partial sums' device buffer is deleted once the second kernel has read it.
+    for (let i = 0; i < 50 && backend.intermediates > 0; i++) await new Promise((r) => setTimeout(r, 10));
+    expect(backend.intermediates, 'split-sum intermediates still live').toBe(0);
   }
 
   test('sum: over everything, over leading and inner axes, chunks that do not divide the loop', async () => {

@@ -77,14 +77,19 @@ export class GpuJsBackend implements Backend {
   }
 
   free(buffer: unknown): void {
-    if (this.name === 'webgpu') {
-      // A disposed tensor's buffer may still feed kernels queued on it: delete it after them.
-      const pending = this.readers.get(buffer as object) ?? [];
-      this.readers.delete(buffer as object);
-      Promise.allSettled(pending).then(() => buffer as Promise<unknown>).then((h) => {
-        if (!(h instanceof Float32Array)) (h as DeviceHandle).delete?.();
-      }, () => {});
-    }
+    if (this.name === 'webgpu') void this.deleteAfterReaders(buffer);
+  }
+
+  /** webgpu: device buffers a backend made for itself (split sums' partials) and not yet deleted. */
+  intermediates = 0;
+
+  // A disposed tensor's buffer may still feed kernels queued on it: delete it after them.
+  private deleteAfterReaders(buffer: unknown): Promise<void> {
+    const pending = this.readers.get(buffer as object) ?? [];
+    this.readers.delete(buffer as object);
+    return Promise.allSettled(pending).then(() => buffer as Promise<unknown>).then((h) => {
+      if (!(h instanceof Float32Array)) (h as DeviceHandle).delete?.();
+    }, () => {});
   }
 
   run(prim: Primitive<any>, inputs: unknown[], inAvals: Aval[], params: unknown, out: Aval): unknown {
@@ -106,7 +111,8 @@ export class GpuJsBackend implements Backend {
     const combine = `function (x0) {\nlet s = 0.0;\nfor (let p = 0; p < ${parts}; p++) { s += x0[p * ${n} + this.thread.x]; }\nreturn s;\n}`;
     const total = quiet(result.then((partial) => this.kernel(combine, n, `d|${n * parts}`)(partial)));
     this.addReader(result, total);
-    this.free(result);
+    this.intermediates++;
+    void this.deleteAfterReaders(result).then(() => this.intermediates--);
     return total;
   }
 
