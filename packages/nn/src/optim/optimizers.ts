@@ -146,7 +146,10 @@ function moments(p: Tensor, g0: Tensor, m: Tensor, v: Tensor, b1: number, b2: nu
   const grad = (g: Expr, q: Expr) => (wd ? g.add(q.mul(wd)) : g);
   return [
     fuse((mm, g, q) => mm.mul(b1).add(grad(g, q).mul(1 - b1)), [m, g0, p]),
-    fuse((vv, g, q) => vv.mul(b2).add(grad(g, q).mul(grad(g, q)).mul(1 - b2)), [v, g0, p]),
+    fuse((vv, g, q) => {
+      const gq = grad(g, q);
+      return vv.mul(b2).add(gq.mul(gq).mul(1 - b2));
+    }, [v, g0, p]),
   ];
 }
 
