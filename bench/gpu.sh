@@ -8,6 +8,11 @@
 #      small at batch 32 and 128), same weights, one table with the ratios
 #   3. 300 training steps of ours in a row (nano batch 32): live tensors, buffers, host RSS
 #      and GPU memory (nvidia-smi) should not grow
+#   4. (PARTS=memory) LONG_MEMORY_STEPS (default 1,000) training steps of ours in a row (nano
+#      batch 8), the same counts
+#
+# PARTS (default "matmul,sct") picks the parts: "memory" alone fits the 1,000-step run into one
+# call of a few minutes, so that the parts can be run as separate calls under a time limit.
 #
 # The GPU machine has no Node.js and no package registry, so the JS is bundled here and
 # carried with a packed Node binary and the Vulkan loader (../shared/tools/device-runtime.sh):
@@ -65,23 +70,34 @@ run() {
   local deadline=${DEADLINE:-360}
   local matmul=4096
   local sct=(--backend webgpu --presets nano,tiny,small --batches 32,128
-    --ours-presets nano,tiny --ours-batches 32,128 --jax-presets nano,tiny --jax-batches 32
+    --ours-presets nano,tiny,small --ours-batches 32,128 --jax-presets nano,tiny --jax-batches 32
     --torch-device "$torch_device" --config-budget-s "${BUDGET:-45}" --deadline-s "$deadline" --peer-timeout-s 150)
   local memory=(--memory-steps "${MEMORY_STEPS:-300}" --memory-config nano:32)
+  local parts=${PARTS:-matmul,sct}
+  local long_memory=(--memory-steps "${LONG_MEMORY_STEPS:-1000}" --memory-config nano:8)
   if [ "$smoke" = --smoke ]; then
     matmul=256
     sct=(--backend webgpu --image-size 8 --presets nano --batches 2 --jax-batches 2 --reps 1
       --torch-device "$torch_device" --torch-threads 1 --deadline-s "${DEADLINE:-2400}" --peer-timeout-s 1500)
     memory=(--memory-steps 5 --memory-config nano:2)
+    long_memory=(--memory-steps 5 --memory-config nano:2 --image-size 8)
   fi
   {
     echo "== $(date -u +%FT%TZ) $(uname -n)"
     command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,driver_version,memory.used,memory.total --format=csv,noheader || echo "no nvidia-smi"
     if [ -n "$py" ]; then "$py" -c 'import torch; print("PyTorch", torch.__version__, "with CUDA" if torch.cuda.is_available() else "(no CUDA)")'; else echo "no PyTorch"; fi
-    echo "== matmul ${matmul}^3"
-    "${node[@]}" "$dir/js/sct-step.js" --matmul "$matmul" --backend webgpu --jax-device webgpu --json "$out/matmul.json" || echo "gpu.sh: the matmul part failed ($?)"
-    echo "== sCT training step"
-    "${node[@]}" "$dir/js/sct-step.js" "${sct[@]}" "${memory[@]}" "${with_py[@]}" --json "$out/sct-step.json" || echo "gpu.sh: the sCT part failed ($?)"
+    if [[ ",$parts," == *,matmul,* ]]; then
+      echo "== matmul ${matmul}^3"
+      "${node[@]}" "$dir/js/sct-step.js" --matmul "$matmul" --backend webgpu --jax-device webgpu --json "$out/matmul.json" || echo "gpu.sh: the matmul part failed ($?)"
+    fi
+    if [[ ",$parts," == *,sct,* ]]; then
+      echo "== sCT training step"
+      "${node[@]}" "$dir/js/sct-step.js" "${sct[@]}" "${memory[@]}" "${with_py[@]}" --json "$out/sct-step.json" || echo "gpu.sh: the sCT part failed ($?)"
+    fi
+    if [[ ",$parts," == *,memory,* ]]; then
+      echo "== ${long_memory[*]}"
+      "${node[@]}" "$dir/js/sct-step.js" --backend webgpu --impls ours --presets nano --batches "${long_memory[3]#nano:}" --reps 1 "${long_memory[@]}" --json "$out/memory.json" || echo "gpu.sh: the memory part failed ($?)"
+    fi
     command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=memory.used --format=csv,noheader || true
   } 2>&1 | grep --line-buffered -v '^Warning: maxDynamic' | tee "$out/gpu.txt"
 }

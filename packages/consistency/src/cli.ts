@@ -77,6 +77,7 @@ sample options:
 
 eval options:
   --samples N                     (default 4000 points, 1000 digits)
+  --seed N | --seed a,b,...       the samplers' noises; CIFAR-10 runs take a list (one JSON line per seed)
   --steps N | --times a,b,...     CIFAR-10 and MNIST runs: one consistency sampler instead of 1 and 2 steps
   --classifier PATH               MNIST runs: the digit classifier (default runs/mnist<size>-judge/,
                                   trained by scm experiment digits [--data mnist:14], or for 14×14 the
@@ -253,14 +254,26 @@ function evalSpecs(v: Values, config: RunConfig): SampleSpec[] {
 /** CIFAR-10 runs: Fréchet distance in the CIFAR-10 classifier's features (not FID), per sampler. */
 async function evalCifar(v: Values, path: string, config: RunConfig): Promise<void> {
   const fdsOut: Record<string, number> = {};
+  const seeds = parseSeeds(v.seed, 7);
   const judge = await loadCifarJudge((v.classifier as string | undefined) ?? CIFAR_CLASSIFIER, config.data, num(v, 'samples', 1000, true));
   const specs = evalSpecs(v, config);
-  const fds = await judgeCifarRun(judge, path, specs.map((s) => s.sampler), num(v, 'seed', 7, true));
   const denoiseTimes = v['denoise-real'] === undefined ? [] : parseTimes(String(v['denoise-real']), '--denoise-real', false);
-  const denoised = await judgeCifarDenoising(judge, path, denoiseTimes, num(v, 'seed', 7, true));
+  // Several seeds (--seed 7,8,9) reuse the judge: one JSON line per seed, each sampler on that seed's noises.
+  for (const seed of seeds) {
+    const fds = await judgeCifarRun(judge, path, specs.map((s) => s.sampler), seed);
+    const denoised = denoiseTimes.length ? await judgeCifarDenoising(judge, path, denoiseTimes, seed) : [];
+    Object.assign(fdsOut, Object.fromEntries(denoiseTimes.map((t, i) => [`denoise-real:${t}`, denoised[i]])));
+    console.log(JSON.stringify({ run: path, method: config.method, samples: judge.n, seed, real_train_images: judge.floor, ...Object.fromEntries(specs.map((s, i) => [s.name, fds[i]])), ...fdsOut }));
+  }
   dispose(judge.params);
-  Object.assign(fdsOut, Object.fromEntries(denoiseTimes.map((t, i) => [`denoise-real:${t}`, denoised[i]])));
-  console.log(JSON.stringify({ run: path, method: config.method, samples: judge.n, real_train_images: judge.floor, ...Object.fromEntries(specs.map((s, i) => [s.name, fds[i]])), ...fdsOut }));
+}
+
+/** `--seed N` or `--seed a,b,...`: non-negative integers. */
+function parseSeeds(text: unknown, dflt: number): number[] {
+  if (text === undefined) return [dflt];
+  const seeds = String(text).split(',').map((s) => (s.trim() === '' ? NaN : Number(s)));
+  if (seeds.some((s) => !Number.isInteger(s) || s < 0)) throw new Error(`--seed expects a non-negative integer or a comma-separated list of them, got "${text}"`);
+  return seeds;
 }
 
 async function cmdEval(v: Values): Promise<void> {

@@ -86,6 +86,12 @@ describe('scm experiment cifar', () => {
       expect(line.samples).toBe(12);
       expect(line['1step']).toBeCloseTo(cells[2][0], 1);
       expect(line['2step']).toBeCloseTo(cells[2][1], 1);
+      // --seed a,b: one line per seed on the same judge; the default seed's line is the one above.
+      const seeded = (await captureOutput(() => main(['eval', '--run', join(o.out, 'sct'), '--classifier', classifier, '--samples', '12', '--seed', '8,7']))).filter((l) => l.startsWith('{')).map((l) => JSON.parse(l));
+      expect(seeded.map((l) => l.seed)).toEqual([8, 7]);
+      expect(seeded[1]['1step']).toBeCloseTo(line['1step'], 6);
+      expect(seeded[0]['1step']).not.toBeCloseTo(line['1step'], 6);
+      await expect(main(['eval', '--run', join(o.out, 'sct'), '--seed', '7,x'])).rejects.toThrow(/--seed expects a non-negative integer/);
       // --times: the 2-step sampler written out (T, t_mid) gives the same number.
       const timed = await captureOutput(() => main(['eval', '--run', join(o.out, 'sct'), '--classifier', classifier, '--samples', '12', '--times', `${T_MAX},${T_MID}`]));
       await expect(main(['eval', '--run', join(o.out, 'sct'), '--times', '0.5,1.1'])).rejects.toThrow(/--times expects decreasing times/);
