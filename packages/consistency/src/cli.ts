@@ -253,7 +253,6 @@ function evalSpecs(v: Values, config: RunConfig): SampleSpec[] {
 
 /** CIFAR-10 runs: Fréchet distance in the CIFAR-10 classifier's features (not FID), per sampler. */
 async function evalCifar(v: Values, path: string, config: RunConfig): Promise<void> {
-  const fdsOut: Record<string, number> = {};
   const seeds = parseSeeds(v.seed, 7);
   const judge = await loadCifarJudge((v.classifier as string | undefined) ?? CIFAR_CLASSIFIER, config.data, num(v, 'samples', 1000, true));
   const specs = evalSpecs(v, config);
@@ -262,8 +261,11 @@ async function evalCifar(v: Values, path: string, config: RunConfig): Promise<vo
   for (const seed of seeds) {
     const fds = await judgeCifarRun(judge, path, specs.map((s) => s.sampler), seed);
     const denoised = denoiseTimes.length ? await judgeCifarDenoising(judge, path, denoiseTimes, seed) : [];
-    Object.assign(fdsOut, Object.fromEntries(denoiseTimes.map((t, i) => [`denoise-real:${t}`, denoised[i]])));
-    console.log(JSON.stringify({ run: path, method: config.method, samples: judge.n, seed, real_train_images: judge.floor, ...Object.fromEntries(specs.map((s, i) => [s.name, fds[i]])), ...fdsOut }));
+    console.log(JSON.stringify({
+      run: path, method: config.method, samples: judge.n, seed, real_train_images: judge.floor,
+      ...Object.fromEntries(specs.map((s, i) => [s.name, fds[i]])),
+      ...Object.fromEntries(denoiseTimes.map((t, i) => [`denoise-real:${t}`, denoised[i]])),
+    }));
   }
   dispose(judge.params);
 }

@@ -18,8 +18,8 @@
  * The state is { nimg, params }: images folded in so far, and the averaged parameters
  * (their own tensors, starting as a copy of the initial parameters, as EDM's deepcopy).
  */
-import { TensorError, full, fuse, mul } from '@scm/tensor';
-import { disposeReplaced, mapLeaves } from './tree.js';
+import { TensorError, fuse, mul } from '@scm/tensor';
+import { disposeReplaced, mapLeaves, scalar } from './tree.js';
 
 export interface EmaState<P = unknown> {
   /** Training images seen when the average was last updated. */
@@ -43,7 +43,7 @@ export interface Ema {
 /** ema ← p + beta · (ema − p), leafwise, as new tensors: one fused kernel per leaf, beta a 0-d input (it changes while the EMA ramps up). */
 export function lerpTree<P>(ema: P, params: P, beta: number): P {
   if (!(beta >= 0 && beta <= 1)) throw new TensorError('ema', `beta must be in [0, 1], got ${beta}`);
-  return mapLeaves('ema.update', ['ema', 'params'], [ema, params], 1, (e, p) => [fuse((ee, pp, b) => pp.add(ee.sub(pp).mul(b)), [e, p, full([], beta, { dtype: p.dtype, backend: p.backend })])])[0];
+  return mapLeaves('ema.update', ['ema', 'params'], [ema, params], 1, (e, p) => [fuse((ee, pp, b) => pp.add(ee.sub(pp).mul(b)), [e, p, scalar(p, beta)])])[0];
 }
 
 function makeEma(name: string, batchSize: number, beta: (nimg: number) => number): Ema {

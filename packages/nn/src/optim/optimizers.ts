@@ -19,9 +19,9 @@
  * corrections, the learning rate) enter those kernels as 0-d tensors, not as constants,
  * so each kernel compiles once.
  */
-import { type Expr, Tensor, TensorError, add, full, fuse, mul, sub, zerosLike } from '@scm/tensor';
+import { type Expr, Tensor, TensorError, add, fuse, mul, sub, zerosLike } from '@scm/tensor';
 import type { Schedule } from './schedules.js';
-import { disposeReplaced, mapLeaves } from './tree.js';
+import { disposeReplaced, mapLeaves, scalar } from './tree.js';
 
 export type LearningRate = number | Schedule;
 
@@ -131,11 +131,6 @@ function checkAdam(op: string, b1: number, b2: number, eps: number, wd: number):
   checkHyper(op, 'b2', b2, 0, 1);
   checkHyper(op, 'eps', eps, 0, Infinity);
   checkHyper(op, 'weightDecay', wd, 0, Infinity);
-}
-
-/** A value that changes between steps, as a 0-d tensor beside `p` (a fused kernel input, not a constant). */
-function scalar(p: Tensor, value: number): Tensor {
-  return full([], value, { dtype: p.dtype, backend: p.backend });
 }
 
 /**

@@ -3,7 +3,7 @@
  * step, computing each leaf's new tensors inside its own `tidy` so only the results
  * survive (scalar constants and temporaries are freed leaf by leaf).
  */
-import { Tensor, TensorError, dispose, shapesEqual, tidy } from '@scm/tensor';
+import { Tensor, TensorError, dispose, full, shapesEqual, tidy } from '@scm/tensor';
 import { flatten } from '@scm/autodiff';
 
 /** The tensor leaves of a pytree, in flatten order. */
@@ -38,4 +38,9 @@ export function mapLeaves(op: string, names: readonly string[], trees: readonly 
 export function disposeReplaced(old: unknown, kept: unknown): void {
   const keep = new Set(leaves(kept));
   dispose(leaves(old).filter((t) => !keep.has(t)));
+}
+
+/** A value that changes between steps, as a 0-d tensor beside `p`: a fused kernel's input, not a constant, so the kernel compiles once. */
+export function scalar(p: Tensor, value: number): Tensor {
+  return full([], value, { dtype: p.dtype, backend: p.backend });
 }
