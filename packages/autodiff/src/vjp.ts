@@ -6,7 +6,7 @@
  * be traced (grad of grad, jvp of grad).
  */
 import {
-  Tensor, add, bind, isFloat, zerosLike, TensorError, ownedByCurrentScope,
+  Tensor, add, bind, isFloat, zerosLike, TensorError, ownedByCurrentScope, withinTransform,
   type Primitive, type Trace,
 } from '@scm/tensor';
 import { flatten } from './pytree.js';
@@ -155,7 +155,7 @@ export function traceVJP<T>(f: (...args: any[]) => T, primals: readonly unknown[
     const trace = new VJPTrace(level);
     const pf = flatten(primals as unknown[]);
     const inputs = pf.leaves.map((p) => new VJPTracer(trace, p, null));
-    const outTree = f(...(pf.unflatten(inputs) as unknown[]));
+    const outTree = withinTransform(() => f(...(pf.unflatten(inputs) as unknown[])));
     const of = flatten(outTree);
     const out = of.unflatten(of.leaves.map((o) => (o.trace === trace ? (o as VJPTracer).primal : o)));
     return body({ out, trace, inputs, outTracers: of.leaves, unflattenInputs: pf.unflatten, unflattenOut: of.unflatten });

@@ -20,7 +20,7 @@
  */
 import { customJvp, stopGradient } from '@scm/autodiff';
 import {
-  Tensor, TensorError, add, concat, div, exp, full, fuse, matmul, max, mT, mul, reshape, slice, softmax, split, sub, sum, transpose,
+  Tensor, TensorError, add, concat, div, exp, full, fuse, matmul, max, mT, mul, reshape, slice, softmax, split, sub, sum, tidy, transpose,
 } from '@scm/tensor';
 import { edm, type Initializer } from './init.js';
 import { Module, getChild, type Ctx, type Params, type SpecTree } from './module.js';
@@ -137,13 +137,15 @@ function attentionJvpRule(primals: Tensor[], tangents: Tensor[], scale: number, 
  * v [..., Lk, dv] -> [..., Lq, dv]. Its JVP is the memory-lean rule above.
  */
 export function attention(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOptions = {}): Tensor {
-  checkQKV(q, k, v);
-  const scale = opts.scale ?? 1 / Math.sqrt(q.shape[q.ndim - 1]);
-  const f = customJvp(
-    (a: Tensor, b: Tensor, c: Tensor) => attentionForward(a, b, c, scale),
-    (primals: [Tensor, Tensor, Tensor], tangents: [Tensor, Tensor, Tensor]) => attentionJvpRule(primals, tangents, scale, opts.blockRows),
-  );
-  return f(q, k, v);
+  return tidy(() => {
+    checkQKV(q, k, v);
+    const scale = opts.scale ?? 1 / Math.sqrt(q.shape[q.ndim - 1]);
+    const f = customJvp(
+      (a: Tensor, b: Tensor, c: Tensor) => attentionForward(a, b, c, scale),
+      (primals: [Tensor, Tensor, Tensor], tangents: [Tensor, Tensor, Tensor]) => attentionJvpRule(primals, tangents, scale, opts.blockRows),
+    );
+    return f(q, k, v);
+  });
 }
 
 /**
@@ -151,9 +153,11 @@ export function attention(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOption
  * autodiff in both modes. The reference the lean JVP is tested against.
  */
 export function attentionComposite(q: Tensor, k: Tensor, v: Tensor, opts: { scale?: number } = {}): Tensor {
-  checkQKV(q, k, v);
-  const scale = opts.scale ?? 1 / Math.sqrt(q.shape[q.ndim - 1]);
-  return matmul(softmax(mul(matmul(q, mT(k)), scale), -1), v);
+  return tidy(() => {
+    checkQKV(q, k, v);
+    const scale = opts.scale ?? 1 / Math.sqrt(q.shape[q.ndim - 1]);
+    return matmul(softmax(mul(matmul(q, mT(k)), scale), -1), v);
+  });
 }
 
 export interface SelfAttentionOptions {

@@ -37,9 +37,11 @@ export const DEFAULT_CLASSIFIER: ClassifierConfig = { inChannels: 3, imageSize: 
 
 /** 2×2 max pooling with stride 2 (H and W must be even). */
 export function maxPool2x2(x: Tensor): Tensor {
-  const [N, C, H, W] = x.shape;
-  if (x.ndim !== 4 || H % 2 || W % 2) throw new TensorError('maxPool2x2', 'expected an NCHW input with even H and W', [x.shape]);
-  return max(reshape(x, [N, C, H / 2, 2, W / 2, 2]), [3, 5]);
+  return tidy(() => {
+    const [N, C, H, W] = x.shape;
+    if (x.ndim !== 4 || H % 2 || W % 2) throw new TensorError('maxPool2x2', 'expected an NCHW input with even H and W', [x.shape]);
+    return max(reshape(x, [N, C, H / 2, 2, W / 2, 2]), [3, 5]);
+  });
 }
 
 export class Classifier extends Module {
@@ -81,8 +83,10 @@ export class Classifier extends Module {
 
 /** Mean cross-entropy of logits [N, K] against int32 labels [N]. */
 export function crossEntropy(logits: Tensor, labels: Tensor): Tensor {
-  if (logits.ndim !== 2 || labels.ndim !== 1 || labels.shape[0] !== logits.shape[0]) throw new TensorError('crossEntropy', 'expected logits [N, K] and labels [N]', [logits.shape, labels.shape]);
-  return neg(mean(sum(mul(logSoftmax(logits, -1), oneHot(labels, logits.shape[1], logits.dtype)), -1)));
+  return tidy(() => {
+    if (logits.ndim !== 2 || labels.ndim !== 1 || labels.shape[0] !== logits.shape[0]) throw new TensorError('crossEntropy', 'expected logits [N, K] and labels [N]', [logits.shape, labels.shape]);
+    return neg(mean(sum(mul(logSoftmax(logits, -1), oneHot(labels, logits.shape[1], logits.dtype)), -1)));
+  });
 }
 
 export interface EvalResult {

@@ -13,7 +13,7 @@
  * it unstable for continuous-time CMs). The frequencies are a function of the
  * embedding's seed, not trainable parameters.
  */
-import { TensorError, concat, cos, fromArray, mul, random, reshape, sin, type Tensor } from '@scm/tensor';
+import { TensorError, concat, cos, fromArray, mul, random, reshape, sin, type Tensor, tidy } from '@scm/tensor';
 import { Module, type Ctx, type Params, type SpecTree } from './module.js';
 
 export interface PositionalEmbeddingOptions {
@@ -52,8 +52,10 @@ export function positionalFrequencies(numChannels: number, opts: PositionalEmbed
 
 /** t: [N] -> [N, numChannels]. */
 export function positionalEmbedding(t: Tensor, numChannels: number, opts: PositionalEmbeddingOptions = {}): Tensor {
-  checkNoise('positionalEmbedding', t);
-  return harmonics(t, positionalFrequencies(numChannels, opts), opts.sinFirst ?? false);
+  return tidy(() => {
+    checkNoise('positionalEmbedding', t);
+    return harmonics(t, positionalFrequencies(numChannels, opts), opts.sinFirst ?? false);
+  });
 }
 
 export class PositionalEmbedding extends Module {

@@ -8,7 +8,7 @@
  * allocating. `init` materializes the spec; parameter counts and summaries of any
  * model (even one too large to allocate) are read from it.
  */
-import { Tensor, TensorError, random, shapesEqual, sizeOf } from '@scm/tensor';
+import { Tensor, TensorError, random, shapesEqual, sizeOf, tidy } from '@scm/tensor';
 import type { Initializer, InitOptions } from './init.js';
 
 export type Params = { [name: string]: Tensor | Params | Params[] };
@@ -37,6 +37,13 @@ export function param(shape: readonly number[], init: Initializer): ParamSpec {
 }
 
 export abstract class Module<Args extends unknown[] = [Tensor]> {
+  constructor() {
+    // `apply` runs in its own tidy scope, as every op does: called outside any scope, it
+    // leaves behind only its result, not the intermediates of the layers inside.
+    const apply = this.apply;
+    this.apply = (params: Params, ...args: [...Args, Ctx?]) => tidy(() => apply.call(this, params, ...args));
+  }
+
   /** The parameter shapes and initializers (no tensors are allocated). */
   abstract spec(): SpecTree;
 

@@ -151,3 +151,15 @@ describe('initializers', () => {
     expect(memory()).toEqual(before);
   });
 });
+
+describe('memory', () => {
+  test('apply, called outside any scope, leaves only its result (its layers\u2019 intermediates are freed)', () => {
+    const m = new TwoLayer();
+    const p = m.init(random.key(1), f64);
+    const x = random.normal(random.key(2), [4, 3], f64);
+    const before = memory();
+    const y = m.apply(p, x);
+    expect(memory()).toEqual({ tensors: before.tensors + 1, buffers: before.buffers + 1 });
+    dispose([y, p, x]);
+  });
+});

@@ -1,6 +1,6 @@
 import './methods.js';
 
-export { Tensor, tidy, keep, dispose, memory, Storage, formatValues, transformScope, collectTensors, ownedByCurrentScope, transformDepth } from './tensor.js';
+export { Tensor, tidy, keep, dispose, memory, Storage, formatValues, transformScope, withinTransform, collectTensors, ownedByCurrentScope, transformDepth } from './tensor.js';
 export type { Trace, NestedArray } from './tensor.js';
 export { TensorError } from './errors.js';
 export type { DType, TypedArray } from './dtype.js';
@@ -13,6 +13,7 @@ export { getThreads, setThreads, helperThreads } from './backends/threads.js';
 export { ALLOCATOR_ENV, relaunchWithAllocatorSettings } from './allocator.js';
 export type { Primitive } from './primitive.js';
 export { bind } from './primitive.js';
+export { replay, type Replayed, type ReplayOptions, type ReplayOutput } from './replay.js';
 export * from './ops.js';
 export * as random from './random.js';
 export { fromNdarray, toNdarray } from './interop.js';

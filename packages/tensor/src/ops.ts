@@ -2,6 +2,10 @@
  * The public tensor API. Ops validate their inputs, apply NumPy-style promotion and
  * broadcasting, and `bind` primitives; composites (softmax, var, pooling, ...) are
  * built from primitives and need no derivative rules of their own.
+ *
+ * Each op that can make temporaries (a number lifted to a tensor, a cast, a composite's
+ * intermediate steps) runs in its own `tidy` scope, as TensorFlow.js's ops do: called outside
+ * any scope, it leaves behind only its result.
  */
 import type { Backend, BackendName } from './backend.js';
 import { getBackend, getBackendInstance } from './backends/index.js';
@@ -9,7 +13,7 @@ import { arrayFor, castArray, isFloat, promote, type DType, type TypedArray } fr
 import { TensorError } from './errors.js';
 import { bind } from './primitive.js';
 import { broadcastShapes, checkShape, normAxes, normAxis, shapesEqual, sizeOf, type Shape } from './shape.js';
-import { Storage, Tensor, type NestedArray } from './tensor.js';
+import { Storage, Tensor, tidy, type NestedArray } from './tensor.js';
 import { unaryPrimitives } from './primitives/unary.js';
 import { binaryPrimitives, cast as castPrim, where as wherePrim } from './primitives/binary.js';
 import { argmax as argmaxPrim, max as maxPrim, sum as sumPrim, reducedShape } from './primitives/reduce.js';
@@ -135,7 +139,7 @@ function toFloat(x: Tensor): Tensor {
 
 const un = (name: keyof typeof unaryPrimitives, float = true) => (x: Tensor): Tensor => {
   if (!(x instanceof Tensor)) throw new TensorError(name, `expected a Tensor, got ${typeof x}`);
-  return bind(unaryPrimitives[name], [float ? toFloat(x) : x], {});
+  return tidy(() => bind(unaryPrimitives[name], [float ? toFloat(x) : x], {}));
 };
 export const neg = un('neg', false);
 export const abs = un('abs', false);
@@ -157,11 +161,12 @@ export const erf = un('erf');
 export const floor = un('floor');
 export const round = un('round');
 
-const bin = (name: keyof typeof binaryPrimitives, float = false) => (a: TensorLike, b: TensorLike): Tensor => {
-  let [x, y] = operands(name, a, b);
-  if (float) [x, y] = [toFloat(x), toFloat(y)];
-  return bind(binaryPrimitives[name], [x, y], {});
-};
+const bin = (name: keyof typeof binaryPrimitives, float = false) => (a: TensorLike, b: TensorLike): Tensor =>
+  tidy(() => {
+    let [x, y] = operands(name, a, b);
+    if (float) [x, y] = [toFloat(x), toFloat(y)];
+    return bind(binaryPrimitives[name], [x, y], {});
+  });
 export const add = bin('add');
 export const sub = bin('sub');
 export const mul = bin('mul');
@@ -178,20 +183,22 @@ export const equal = bin('equal');
 export const notEqual = bin('notEqual');
 
 export function where(cond: Tensor, a: TensorLike, b: TensorLike): Tensor {
-  const [x, y] = operands('where', a, b);
-  return bind(wherePrim, [cond, x, y], {});
+  return tidy(() => {
+    const [x, y] = operands('where', a, b);
+    return bind(wherePrim, [cond, x, y], {});
+  });
 }
 
 export const square = (x: Tensor) => mul(x, x);
 /** relu with relu'(0) = 0, as PyTorch and JAX (maximum(x, 0) would split the tie). */
-export const relu = (x: Tensor) => where(greater(x, 0), x, 0);
+export const relu = (x: Tensor) => tidy(() => where(greater(x, 0), x, 0));
 /** silu(x) = x · sigmoid(x), one fused kernel (its derivatives too). */
 export const silu = (x: Tensor) => fuse((v) => v.mul(v.sigmoid()), [x]);
 /** GELU, exact (erf) form as PyTorch's default. */
-export const gelu = (x: Tensor) => mul(mul(x, 0.5), add(erf(mul(x, Math.SQRT1_2)), 1));
+export const gelu = (x: Tensor) => tidy(() => mul(mul(x, 0.5), add(erf(mul(x, Math.SQRT1_2)), 1)));
 /** softplus(x) = log(1 + e^x), computed stably as max(x, 0) + log1p(e^-|x|). */
-export const softplus = (x: Tensor) => add(relu(x), log1p(exp(neg(abs(x)))));
-export const clip = (x: Tensor, lo: number, hi: number) => minimum(maximum(x, lo), hi);
+export const softplus = (x: Tensor) => tidy(() => add(relu(x), log1p(exp(neg(abs(x))))));
+export const clip = (x: Tensor, lo: number, hi: number) => tidy(() => minimum(maximum(x, lo), hi));
 
 // ------------------------------ fused elementwise ---------------------------
 
@@ -205,9 +212,11 @@ export const clip = (x: Tensor, lo: number, hi: number) => minimum(maximum(x, lo
  *   const y = fuse((x, m, r) => x.sub(m).mul(r), [x, mean, rstd]);
  */
 export function fuse(fn: (...xs: Expr[]) => Expr | number, inputs: readonly Tensor[]): Tensor {
-  if (typeof fn !== 'function') throw new TensorError('fuse', `expected a function building the expression, got ${typeof fn}`);
-  checkFuseInputs(inputs);
-  return fuseProgram(traceProgram(fn, inputs.length), inputs);
+  return tidy(() => {
+    if (typeof fn !== 'function') throw new TensorError('fuse', `expected a function building the expression, got ${typeof fn}`);
+    checkFuseInputs(inputs);
+    return fuseProgram(traceProgram(fn, inputs.length), inputs);
+  });
 }
 
 function checkFuseInputs(inputs: readonly Tensor[]): void {
@@ -224,10 +233,12 @@ const MAX_FUSED_INPUTS = 7;
 
 /** Apply a traced program (see fuse) to tensors; inputs the program does not read are not passed to the kernel. */
 export function fuseProgram(code: readonly Instr[], inputs: readonly Tensor[]): Tensor {
-  checkFuseInputs(inputs);
-  const shape = broadcastShapes('fuse', ...inputs.map((x) => x.shape));
-  const y = applyProgram(code, floatArgs(inputs));
-  return shapesEqual(y.shape, shape) ? y : broadcastTo(y, shape);
+  return tidy(() => {
+    checkFuseInputs(inputs);
+    const shape = broadcastShapes('fuse', ...inputs.map((x) => x.shape));
+    const y = applyProgram(code, floatArgs(inputs));
+    return shapesEqual(y.shape, shape) ? y : broadcastTo(y, shape);
+  });
 }
 
 /** The inputs in their common float dtype (int32 and bool become float32). */
@@ -267,24 +278,28 @@ function onlyInputsRead<P extends object>(code: readonly Instr[], read: number[]
  * intermediate): `fuseSum((x, m) => x.sub(m).square(), [x, mean], -1, true)`.
  */
 export function fuseSum(fn: (...xs: Expr[]) => Expr | number, inputs: readonly Tensor[], axes?: Axes, keepdims = false): Tensor {
-  if (typeof fn !== 'function') throw new TensorError('fuseSum', `expected a function building the expression, got ${typeof fn}`);
-  checkFuseInputs(inputs);
-  const grid = broadcastShapes('fuseSum', ...inputs.map((x) => x.shape));
-  const ax = normAxes('fuseSum', axes, grid.length, grid);
-  const y = fuseSumProgram(traceProgram(fn, inputs.length), inputs, grid, ax);
-  return keepdims ? y : reshape(y, reducedShape(grid, ax, false));
+  return tidy(() => {
+    if (typeof fn !== 'function') throw new TensorError('fuseSum', `expected a function building the expression, got ${typeof fn}`);
+    checkFuseInputs(inputs);
+    const grid = broadcastShapes('fuseSum', ...inputs.map((x) => x.shape));
+    const ax = normAxes('fuseSum', axes, grid.length, grid);
+    const y = fuseSumProgram(traceProgram(fn, inputs.length), inputs, grid, ax);
+    return keepdims ? y : reshape(y, reducedShape(grid, ax, false));
+  });
 }
 
 /** A traced program evaluated on `grid` and summed over `axes` (kept as size 1). */
 export function fuseSumProgram(code: readonly Instr[], inputs: readonly Tensor[], grid: readonly number[], axes: readonly number[]): Tensor {
-  checkFuseInputs(inputs);
-  const sorted = [...axes].sort((a, b) => a - b);
-  if (sorted.length === 0) return broadcastTo(fuseProgram(code, inputs), grid);
-  const args = floatArgs(inputs);
-  code = subprogram(code, code.length - 1);
-  const read = inputsRead(code);
-  if (read.length > MAX_FUSED_INPUTS) return sum(broadcastTo(applyProgram(code, args), grid), sorted, true);
-  return bind(fusedSumPrim, ...onlyInputsRead(code, read, args, { grid: [...grid], axes: sorted }));
+  return tidy(() => {
+    checkFuseInputs(inputs);
+    const sorted = [...axes].sort((a, b) => a - b);
+    if (sorted.length === 0) return broadcastTo(fuseProgram(code, inputs), grid);
+    const args = floatArgs(inputs);
+    code = subprogram(code, code.length - 1);
+    const read = inputsRead(code);
+    if (read.length > MAX_FUSED_INPUTS) return sum(broadcastTo(applyProgram(code, args), grid), sorted, true);
+    return bind(fusedSumPrim, ...onlyInputsRead(code, read, args, { grid: [...grid], axes: sorted }));
+  });
 }
 
 // ------------------------------ reductions ----------------------------------
@@ -292,48 +307,64 @@ export function fuseSumProgram(code: readonly Instr[], inputs: readonly Tensor[]
 export type Axes = number | readonly number[] | undefined;
 
 export function sum(x: Tensor, axes?: Axes, keepdims = false): Tensor {
-  const ax = normAxes('sum', axes, x.ndim, x.shape);
-  const y = x.dtype === 'bool' ? cast(x, 'int32') : x;
-  return bind(sumPrim, [y], { axes: ax, keepdims });
+  return tidy(() => {
+    const ax = normAxes('sum', axes, x.ndim, x.shape);
+    const y = x.dtype === 'bool' ? cast(x, 'int32') : x;
+    return bind(sumPrim, [y], { axes: ax, keepdims });
+  });
 }
 
 export function mean(x: Tensor, axes?: Axes, keepdims = false): Tensor {
-  const ax = normAxes('mean', axes, x.ndim, x.shape);
-  const n = ax.reduce((a, k) => a * x.shape[k], 1);
-  return div(sum(toFloat(x), ax, keepdims), n);
+  return tidy(() => {
+    const ax = normAxes('mean', axes, x.ndim, x.shape);
+    const n = ax.reduce((a, k) => a * x.shape[k], 1);
+    return div(sum(toFloat(x), ax, keepdims), n);
+  });
 }
 
 export function max(x: Tensor, axes?: Axes, keepdims = false): Tensor {
-  return bind(maxPrim, [x], { axes: normAxes('max', axes, x.ndim, x.shape), keepdims });
+  return tidy(() => {
+    return bind(maxPrim, [x], { axes: normAxes('max', axes, x.ndim, x.shape), keepdims });
+  });
 }
 
 export function min(x: Tensor, axes?: Axes, keepdims = false): Tensor {
-  return neg(max(neg(x), axes, keepdims));
+  return tidy(() => {
+    return neg(max(neg(x), axes, keepdims));
+  });
 }
 
 export function argmax(x: Tensor, axis: number, keepdims = false): Tensor {
-  return bind(argmaxPrim, [x], { axis: normAxis('argmax', axis, x.ndim, x.shape), keepdims });
+  return tidy(() => {
+    return bind(argmaxPrim, [x], { axis: normAxis('argmax', axis, x.ndim, x.shape), keepdims });
+  });
 }
 
 export function argmin(x: Tensor, axis: number, keepdims = false): Tensor {
-  return argmax(neg(x), axis, keepdims);
+  return tidy(() => {
+    return argmax(neg(x), axis, keepdims);
+  });
 }
 
 /** log(sum(exp(x))) with the max subtracted first; the max carries no gradient. */
 export function logsumexp(x: Tensor, axes?: Axes, keepdims = false): Tensor {
-  const ax = normAxes('logsumexp', axes, x.ndim, x.shape);
-  const m = stopGradientValue(max(x, ax, true));
-  const s = log(sum(exp(sub(x, m)), ax, true));
-  const out = add(s, m);
-  return keepdims ? out : reshape(out, reducedShape(x.shape, ax, false));
+  return tidy(() => {
+    const ax = normAxes('logsumexp', axes, x.ndim, x.shape);
+    const m = stopGradientValue(max(x, ax, true));
+    const s = log(sum(exp(sub(x, m)), ax, true));
+    const out = add(s, m);
+    return keepdims ? out : reshape(out, reducedShape(x.shape, ax, false));
+  });
 }
 
 /** Variance (population by default; `correction: 1` for the sample variance). */
 export function variance(x: Tensor, axes?: Axes, keepdims = false, correction = 0): Tensor {
-  const ax = normAxes('var', axes, x.ndim, x.shape);
-  const n = ax.reduce((a, k) => a * x.shape[k], 1);
-  const centered = sub(x, mean(x, ax, true));
-  return div(sum(square(centered), ax, keepdims), n - correction);
+  return tidy(() => {
+    const ax = normAxes('var', axes, x.ndim, x.shape);
+    const n = ax.reduce((a, k) => a * x.shape[k], 1);
+    const centered = sub(x, mean(x, ax, true));
+    return div(sum(square(centered), ax, keepdims), n - correction);
+  });
 }
 export { variance as var_ };
 
@@ -364,54 +395,70 @@ export function reshape(x: Tensor, shape: readonly number[]): Tensor {
 }
 
 export function flatten(x: Tensor, startAxis = 0): Tensor {
-  const a = normAxis('flatten', startAxis, Math.max(x.ndim, 1), x.shape);
-  return reshape(x, [...x.shape.slice(0, a), -1]);
+  return tidy(() => {
+    const a = normAxis('flatten', startAxis, Math.max(x.ndim, 1), x.shape);
+    return reshape(x, [...x.shape.slice(0, a), -1]);
+  });
 }
 
 export function broadcastTo(x: Tensor, shape: readonly number[]): Tensor {
-  if (shapesEqual(x.shape, shape)) return x;
-  return bind(mv.broadcastTo, [x], { shape: [...shape] });
+  return tidy(() => {
+    if (shapesEqual(x.shape, shape)) return x;
+    return bind(mv.broadcastTo, [x], { shape: [...shape] });
+  });
 }
 
 /** Sum x down to `shape` (the adjoint of broadcasting to x's shape). */
 export function unbroadcast(x: Tensor, shape: Shape): Tensor {
-  if (shapesEqual(x.shape, shape)) return x;
-  const lead = x.ndim - shape.length;
-  const axes: number[] = [];
-  for (let d = 0; d < x.ndim; d++) if (d < lead || (shape[d - lead] === 1 && x.shape[d] !== 1)) axes.push(d);
-  return reshape(sum(x, axes, true), shape);
+  return tidy(() => {
+    if (shapesEqual(x.shape, shape)) return x;
+    const lead = x.ndim - shape.length;
+    const axes: number[] = [];
+    for (let d = 0; d < x.ndim; d++) if (d < lead || (shape[d - lead] === 1 && x.shape[d] !== 1)) axes.push(d);
+    return reshape(sum(x, axes, true), shape);
+  });
 }
 
 export function transpose(x: Tensor, perm?: readonly number[]): Tensor {
-  const p = perm ? perm.map((a) => normAxis('transpose', a, x.ndim, x.shape)) : [...Array(x.ndim).keys()].reverse();
-  if (p.every((v, k) => v === k) && p.length === x.ndim) return x;
-  return bind(mv.transpose, [x], { perm: p });
+  return tidy(() => {
+    const p = perm ? perm.map((a) => normAxis('transpose', a, x.ndim, x.shape)) : [...Array(x.ndim).keys()].reverse();
+    if (p.every((v, k) => v === k) && p.length === x.ndim) return x;
+    return bind(mv.transpose, [x], { perm: p });
+  });
 }
 export const permute = transpose;
 
 /** Swap the last two axes. */
 export function mT(x: Tensor): Tensor {
-  if (x.ndim < 2) throw new TensorError('mT', 'expected rank >= 2', [x.shape]);
-  const perm = [...Array(x.ndim).keys()];
-  [perm[x.ndim - 2], perm[x.ndim - 1]] = [perm[x.ndim - 1], perm[x.ndim - 2]];
-  return transpose(x, perm);
+  return tidy(() => {
+    if (x.ndim < 2) throw new TensorError('mT', 'expected rank >= 2', [x.shape]);
+    const perm = [...Array(x.ndim).keys()];
+    [perm[x.ndim - 2], perm[x.ndim - 1]] = [perm[x.ndim - 1], perm[x.ndim - 2]];
+    return transpose(x, perm);
+  });
 }
 
 export function expandDims(x: Tensor, axis: number): Tensor {
-  const a = normAxis('expandDims', axis, x.ndim + 1, x.shape);
-  return reshape(x, [...x.shape.slice(0, a), 1, ...x.shape.slice(a)]);
+  return tidy(() => {
+    const a = normAxis('expandDims', axis, x.ndim + 1, x.shape);
+    return reshape(x, [...x.shape.slice(0, a), 1, ...x.shape.slice(a)]);
+  });
 }
 
 export function squeeze(x: Tensor, axes?: Axes): Tensor {
-  const ax = axes === undefined ? x.shape.flatMap((d, k) => (d === 1 ? [k] : [])) : normAxes('squeeze', axes, x.ndim, x.shape);
-  for (const a of ax) if (x.shape[a] !== 1) throw new TensorError('squeeze', `axis ${a} has size ${x.shape[a]}, expected 1`, [x.shape]);
-  return reshape(x, x.shape.filter((_, k) => !ax.includes(k)));
+  return tidy(() => {
+    const ax = axes === undefined ? x.shape.flatMap((d, k) => (d === 1 ? [k] : [])) : normAxes('squeeze', axes, x.ndim, x.shape);
+    for (const a of ax) if (x.shape[a] !== 1) throw new TensorError('squeeze', `axis ${a} has size ${x.shape[a]}, expected 1`, [x.shape]);
+    return reshape(x, x.shape.filter((_, k) => !ax.includes(k)));
+  });
 }
 
 export function flip(x: Tensor, axes?: Axes): Tensor {
-  const ax = normAxes('flip', axes, x.ndim, x.shape);
-  if (!ax.length) return x;
-  return bind(mv.flip, [x], { axes: ax });
+  return tidy(() => {
+    const ax = normAxes('flip', axes, x.ndim, x.shape);
+    if (!ax.length) return x;
+    return bind(mv.flip, [x], { axes: ax });
+  });
 }
 
 /** One axis of a slice: [start, stop) with step (negative steps count backwards, as Python). */
@@ -423,34 +470,36 @@ export interface SliceSpec {
 
 /** x[start:stop:step] along each axis (missing trailing axes are taken whole). */
 export function slice(x: Tensor, specs: readonly (SliceSpec | number | null)[]): Tensor {
-  if (specs.length > x.ndim) throw new TensorError('slice', `${specs.length} slice specs for a tensor of rank ${x.ndim}`, [x.shape]);
-  const starts: number[] = [], steps: number[] = [], shape: number[] = [], flipAxes: number[] = [], dropAxes: number[] = [];
-  x.shape.forEach((n, d) => {
-    const s = specs[d];
-    if (typeof s === 'number') {
-      const i = s < 0 ? s + n : s;
-      if (!Number.isInteger(i) || i < 0 || i >= n) throw new TensorError('slice', `index ${s} is out of range for axis ${d} of size ${n}`, [x.shape]);
-      starts.push(i); steps.push(1); shape.push(1); dropAxes.push(d);
-      return;
-    }
-    const step = s?.step ?? 1;
-    if (!Number.isInteger(step) || step === 0) throw new TensorError('slice', `step must be a non-zero integer, got ${step}`, [x.shape]);
-    // Python semantics for start/stop, clamped to the axis.
-    const clampIdx = (v: number | undefined, dflt: number, lo: number, hi: number) => (v === undefined ? dflt : Math.min(Math.max(v < 0 ? v + n : v, lo), hi));
-    if (step > 0) {
-      const start = clampIdx(s?.start, 0, 0, n), stop = clampIdx(s?.stop, n, 0, n);
-      starts.push(start); steps.push(step); shape.push(Math.max(0, Math.ceil((stop - start) / step)));
-    } else {
-      // Take it on the flipped axis: position p in x is n-1-p there.
-      const start = clampIdx(s?.start, n - 1, -1, n - 1), stop = clampIdx(s?.stop, -1, -1, n - 1);
-      const count = Math.max(0, Math.ceil((start - stop) / -step));
-      starts.push(n - 1 - start); steps.push(-step); shape.push(count); flipAxes.push(d);
-    }
+  return tidy(() => {
+    if (specs.length > x.ndim) throw new TensorError('slice', `${specs.length} slice specs for a tensor of rank ${x.ndim}`, [x.shape]);
+    const starts: number[] = [], steps: number[] = [], shape: number[] = [], flipAxes: number[] = [], dropAxes: number[] = [];
+    x.shape.forEach((n, d) => {
+      const s = specs[d];
+      if (typeof s === 'number') {
+        const i = s < 0 ? s + n : s;
+        if (!Number.isInteger(i) || i < 0 || i >= n) throw new TensorError('slice', `index ${s} is out of range for axis ${d} of size ${n}`, [x.shape]);
+        starts.push(i); steps.push(1); shape.push(1); dropAxes.push(d);
+        return;
+      }
+      const step = s?.step ?? 1;
+      if (!Number.isInteger(step) || step === 0) throw new TensorError('slice', `step must be a non-zero integer, got ${step}`, [x.shape]);
+      // Python semantics for start/stop, clamped to the axis.
+      const clampIdx = (v: number | undefined, dflt: number, lo: number, hi: number) => (v === undefined ? dflt : Math.min(Math.max(v < 0 ? v + n : v, lo), hi));
+      if (step > 0) {
+        const start = clampIdx(s?.start, 0, 0, n), stop = clampIdx(s?.stop, n, 0, n);
+        starts.push(start); steps.push(step); shape.push(Math.max(0, Math.ceil((stop - start) / step)));
+      } else {
+        // Take it on the flipped axis: position p in x is n-1-p there.
+        const start = clampIdx(s?.start, n - 1, -1, n - 1), stop = clampIdx(s?.stop, -1, -1, n - 1);
+        const count = Math.max(0, Math.ceil((start - stop) / -step));
+        starts.push(n - 1 - start); steps.push(-step); shape.push(count); flipAxes.push(d);
+      }
+    });
+    let y = flipAxes.length ? flip(x, flipAxes) : x;
+    const identity = shape.every((d, k) => d === x.shape[k]) && steps.every((s) => s === 1) && starts.every((s) => s === 0);
+    if (!identity) y = slicePrim(y, { starts: starts.map((s, k) => (shape[k] === 0 ? 0 : s)), steps, shape });
+    return dropAxes.length ? squeeze(y, dropAxes) : y;
   });
-  let y = flipAxes.length ? flip(x, flipAxes) : x;
-  const identity = shape.every((d, k) => d === x.shape[k]) && steps.every((s) => s === 1) && starts.every((s) => s === 0);
-  if (!identity) y = slicePrim(y, { starts: starts.map((s, k) => (shape[k] === 0 ? 0 : s)), steps, shape });
-  return dropAxes.length ? squeeze(y, dropAxes) : y;
 }
 
 export function slicePrim(x: Tensor, p: mv.SliceParams): Tensor {
@@ -463,61 +512,73 @@ export function padPrim(x: Tensor, p: mv.PadParams): Tensor {
 
 /** Constant padding: `widths[d] = [before, after]` for each axis. */
 export function pad(x: Tensor, widths: readonly (readonly [number, number])[], value = 0): Tensor {
-  if (widths.length !== x.ndim) throw new TensorError('pad', `expected ${x.ndim} [before, after] pairs, got ${widths.length}`, [x.shape]);
-  for (const [lo, hi] of widths) if (!(Number.isInteger(lo) && Number.isInteger(hi) && lo >= 0 && hi >= 0)) throw new TensorError('pad', 'widths must be non-negative integers', [x.shape]);
-  if (widths.every(([lo, hi]) => lo === 0 && hi === 0)) return x;
-  return padPrim(x, { lo: widths.map((w) => w[0]), interior: widths.map(() => 0), shape: x.shape.map((d, k) => d + widths[k][0] + widths[k][1]), value });
+  return tidy(() => {
+    if (widths.length !== x.ndim) throw new TensorError('pad', `expected ${x.ndim} [before, after] pairs, got ${widths.length}`, [x.shape]);
+    for (const [lo, hi] of widths) if (!(Number.isInteger(lo) && Number.isInteger(hi) && lo >= 0 && hi >= 0)) throw new TensorError('pad', 'widths must be non-negative integers', [x.shape]);
+    if (widths.every(([lo, hi]) => lo === 0 && hi === 0)) return x;
+    return padPrim(x, { lo: widths.map((w) => w[0]), interior: widths.map(() => 0), shape: x.shape.map((d, k) => d + widths[k][0] + widths[k][1]), value });
+  });
 }
 
 export function concat(xs: readonly Tensor[], axis = 0): Tensor {
-  if (!xs.length) throw new TensorError('concat', 'needs at least one tensor');
-  const a = normAxis('concat', axis, xs[0].ndim, xs[0].shape);
-  const dtype = xs.map((x) => x.dtype).reduce(promote);
-  const all = xs.map((x) => cast(x, dtype));
-  // Inputs with nothing along the axis contribute nothing (shape checks still apply).
-  const parts = all.filter((x) => x.ndim !== all[0].ndim || x.shape[a] > 0);
-  if (parts.length === 0) return bind(mv.concat, all, { axis: a });
-  if (parts.length === 1 && all.every((x) => x === parts[0] || (x.ndim === parts[0].ndim && x.shape.every((d, k) => k === a || d === parts[0].shape[k])))) return parts[0];
-  return bind(mv.concat, parts, { axis: a });
+  return tidy(() => {
+    if (!xs.length) throw new TensorError('concat', 'needs at least one tensor');
+    const a = normAxis('concat', axis, xs[0].ndim, xs[0].shape);
+    const dtype = xs.map((x) => x.dtype).reduce(promote);
+    const all = xs.map((x) => cast(x, dtype));
+    // Inputs with nothing along the axis contribute nothing (shape checks still apply).
+    const parts = all.filter((x) => x.ndim !== all[0].ndim || x.shape[a] > 0);
+    if (parts.length === 0) return bind(mv.concat, all, { axis: a });
+    if (parts.length === 1 && all.every((x) => x === parts[0] || (x.ndim === parts[0].ndim && x.shape.every((d, k) => k === a || d === parts[0].shape[k])))) return parts[0];
+    return bind(mv.concat, parts, { axis: a });
+  });
 }
 
 export function stack(xs: readonly Tensor[], axis = 0): Tensor {
-  if (!xs.length) throw new TensorError('stack', 'needs at least one tensor');
-  for (const x of xs) if (!shapesEqual(x.shape, xs[0].shape)) throw new TensorError('stack', 'all tensors must have the same shape', xs.map((v) => v.shape));
-  const a = normAxis('stack', axis, xs[0].ndim + 1, xs[0].shape);
-  return concat(xs.map((x) => expandDims(x, a)), a);
+  return tidy(() => {
+    if (!xs.length) throw new TensorError('stack', 'needs at least one tensor');
+    for (const x of xs) if (!shapesEqual(x.shape, xs[0].shape)) throw new TensorError('stack', 'all tensors must have the same shape', xs.map((v) => v.shape));
+    const a = normAxis('stack', axis, xs[0].ndim + 1, xs[0].shape);
+    return concat(xs.map((x) => expandDims(x, a)), a);
+  });
 }
 
 /** Split into `sections` equal parts, or at the given sizes. */
 export function split(x: Tensor, sections: number | readonly number[], axis = 0): Tensor[] {
-  const a = normAxis('split', axis, x.ndim, x.shape);
-  const n = x.shape[a];
-  let sizes: number[];
-  if (typeof sections === 'number') {
-    if (n % sections !== 0) throw new TensorError('split', `axis ${a} of size ${n} does not split into ${sections} equal parts`, [x.shape]);
-    sizes = Array(sections).fill(n / sections);
-  } else sizes = [...sections];
-  if (sizes.reduce((s, v) => s + v, 0) !== n) throw new TensorError('split', `sizes [${sizes}] do not add up to ${n}`, [x.shape]);
-  let offset = 0;
-  return sizes.map((size) => {
-    const spec = x.shape.map((_, d) => (d === a ? { start: offset, stop: offset + size } : null));
-    offset += size;
-    return slice(x, spec);
+  return tidy(() => {
+    const a = normAxis('split', axis, x.ndim, x.shape);
+    const n = x.shape[a];
+    let sizes: number[];
+    if (typeof sections === 'number') {
+      if (n % sections !== 0) throw new TensorError('split', `axis ${a} of size ${n} does not split into ${sections} equal parts`, [x.shape]);
+      sizes = Array(sections).fill(n / sections);
+    } else sizes = [...sections];
+    if (sizes.reduce((s, v) => s + v, 0) !== n) throw new TensorError('split', `sizes [${sizes}] do not add up to ${n}`, [x.shape]);
+    let offset = 0;
+    return sizes.map((size) => {
+      const spec = x.shape.map((_, d) => (d === a ? { start: offset, stop: offset + size } : null));
+      offset += size;
+      return slice(x, spec);
+    });
   });
 }
 
 /** Gather along `axis` by int32 indices (out shape: x[:axis] + idx + x[axis+1:]). */
 export function take(x: Tensor, indices: Tensor, axis = 0): Tensor {
-  const a = normAxis('take', axis, x.ndim, x.shape);
-  if (indices.dtype !== 'int32') throw new TensorError('take', `indices must be int32, got ${indices.dtype}`, [x.shape, indices.shape]);
-  checkIndices('take', indices, x.shape[a], x.shape);
-  return bind(takePrim, [x, indices], { axis: a });
+  return tidy(() => {
+    const a = normAxis('take', axis, x.ndim, x.shape);
+    if (indices.dtype !== 'int32') throw new TensorError('take', `indices must be int32, got ${indices.dtype}`, [x.shape, indices.shape]);
+    checkIndices('take', indices, x.shape[a], x.shape);
+    return bind(takePrim, [x, indices], { axis: a });
+  });
 }
 export const gather = take;
 
 export function scatterAdd(values: Tensor, indices: Tensor, axis: number, size: number): Tensor {
-  checkIndices('scatterAdd', indices, size, values.shape);
-  return bind(scatterAddPrim, [values, indices], { axis, size });
+  return tidy(() => {
+    checkIndices('scatterAdd', indices, size, values.shape);
+    return bind(scatterAddPrim, [values, indices], { axis, size });
+  });
 }
 
 // Indices are checked wherever they can be read synchronously (reference, cpu, webasm).
@@ -537,16 +598,18 @@ function checkIndices(op: string, indices: Tensor, n: number, shape: Shape): voi
 
 /** Matrix product with NumPy semantics (1-D operands are promoted and the axis removed). */
 export function matmul(a: Tensor, b: Tensor): Tensor {
-  if (a.ndim === 0 || b.ndim === 0) throw new TensorError('matmul', 'operands must have at least one dimension', [a.shape, b.shape]);
-  const dtype = promote(toFloat(a).dtype, toFloat(b).dtype);
-  let x = cast(a, dtype), y = cast(b, dtype);
-  const va = x.ndim === 1, vb = y.ndim === 1;
-  if (va) x = reshape(x, [1, x.shape[0]]);
-  if (vb) y = reshape(y, [y.shape[0], 1]);
-  let out = bind(matmulPrim, [x, y], {});
-  if (va) out = squeeze(out, out.ndim - 2);
-  if (vb) out = squeeze(out, out.ndim - 1);
-  return out;
+  return tidy(() => {
+    if (a.ndim === 0 || b.ndim === 0) throw new TensorError('matmul', 'operands must have at least one dimension', [a.shape, b.shape]);
+    const dtype = promote(toFloat(a).dtype, toFloat(b).dtype);
+    let x = cast(a, dtype), y = cast(b, dtype);
+    const va = x.ndim === 1, vb = y.ndim === 1;
+    if (va) x = reshape(x, [1, x.shape[0]]);
+    if (vb) y = reshape(y, [y.shape[0], 1]);
+    let out = bind(matmulPrim, [x, y], {});
+    if (va) out = squeeze(out, out.ndim - 2);
+    if (vb) out = squeeze(out, out.ndim - 1);
+    return out;
+  });
 }
 
 export interface Conv2dOptions {
@@ -567,7 +630,9 @@ export function convParams(opts: Conv2dOptions = {}): ConvParams {
 
 /** 2-D convolution, NCHW input and OIHW weight (cross-correlation, as PyTorch). */
 export function conv2d(x: Tensor, w: Tensor, opts: Conv2dOptions = {}): Tensor {
-  return conv2dPrim(x, w, convParams(opts));
+  return tidy(() => {
+    return conv2dPrim(x, w, convParams(opts));
+  });
 }
 export function conv2dPrim(x: Tensor, w: Tensor, p: ConvParams): Tensor {
   return bind(conv.conv2d, [x, w], p);
@@ -584,54 +649,66 @@ export function conv2dWeightGrad(x: Tensor, g: Tensor, p: ConvParams & { kernelS
  * [C_in, C_out/groups, kH, kW] and output_padding to choose among output sizes.
  */
 export function conv2dTranspose(x: Tensor, w: Tensor, opts: Conv2dOptions & { outputPadding?: number | [number, number] } = {}): Tensor {
-  const p = convParams(opts);
-  const op = pair(opts.outputPadding, 0);
-  if (x.ndim !== 4 || w.ndim !== 4) throw new TensorError('conv2dTranspose', 'expected 4-D inputs', [x.shape, w.shape]);
-  const [N, C, H, W] = x.shape;
-  const [, Og, KH, KW] = w.shape;
-  const size = (n: number, k: number, d: number) => (n - 1) * p.stride[d] - 2 * p.padding[d] + p.dilation[d] * (k - 1) + 1 + op[d];
-  return conv2dInputGrad(x, w, { ...p, inputShape: [N, Og * p.groups, size(H, KH, 0), size(W, KW, 1)] });
-  void C;
+  return tidy(() => {
+    const p = convParams(opts);
+    const op = pair(opts.outputPadding, 0);
+    if (x.ndim !== 4 || w.ndim !== 4) throw new TensorError('conv2dTranspose', 'expected 4-D inputs', [x.shape, w.shape]);
+    const [N, C, H, W] = x.shape;
+    const [, Og, KH, KW] = w.shape;
+    const size = (n: number, k: number, d: number) => (n - 1) * p.stride[d] - 2 * p.padding[d] + p.dilation[d] * (k - 1) + 1 + op[d];
+    return conv2dInputGrad(x, w, { ...p, inputShape: [N, Og * p.groups, size(H, KH, 0), size(W, KW, 1)] });
+    void C;
+  });
 }
 
 /** Average pooling (count includes zero padding, as PyTorch's default). */
 export function avgPool2d(x: Tensor, kernelSize: number | [number, number], stride?: number | [number, number], padding: number | [number, number] = 0): Tensor {
-  if (x.ndim !== 4) throw new TensorError('avgPool2d', 'expected an NCHW input', [x.shape]);
-  const k = pair(kernelSize, 1);
-  const s = pair(stride ?? k, 1);
-  const pd = pair(padding, 0);
-  const C = x.shape[1];
-  if (s[0] === k[0] && s[1] === k[1] && pd[0] === 0 && pd[1] === 0 && x.shape[2] % k[0] === 0 && x.shape[3] % k[1] === 0) {
-    const [N, , H, W] = x.shape;
-    return mean(reshape(x, [N, C, H / k[0], k[0], W / k[1], k[1]]), [3, 5]);
-  }
-  const w = full([C, 1, k[0], k[1]], 1 / (k[0] * k[1]), { dtype: x.dtype, backend: x.backend });
-  return conv2dPrim(x, w, { stride: s, padding: pd, dilation: [1, 1], groups: C });
+  return tidy(() => {
+    if (x.ndim !== 4) throw new TensorError('avgPool2d', 'expected an NCHW input', [x.shape]);
+    const k = pair(kernelSize, 1);
+    const s = pair(stride ?? k, 1);
+    const pd = pair(padding, 0);
+    const C = x.shape[1];
+    if (s[0] === k[0] && s[1] === k[1] && pd[0] === 0 && pd[1] === 0 && x.shape[2] % k[0] === 0 && x.shape[3] % k[1] === 0) {
+      const [N, , H, W] = x.shape;
+      return mean(reshape(x, [N, C, H / k[0], k[0], W / k[1], k[1]]), [3, 5]);
+    }
+    const w = full([C, 1, k[0], k[1]], 1 / (k[0] * k[1]), { dtype: x.dtype, backend: x.backend });
+    return conv2dPrim(x, w, { stride: s, padding: pd, dilation: [1, 1], groups: C });
+  });
 }
 
 /** Nearest-neighbour upsampling of NCHW by an integer factor. */
 export function upsampleNearest(x: Tensor, factor: number | [number, number] = 2): Tensor {
-  if (x.ndim !== 4) throw new TensorError('upsampleNearest', 'expected an NCHW input', [x.shape]);
-  const [fh, fw] = pair(factor, 1);
-  const [N, C, H, W] = x.shape;
-  const y = broadcastTo(reshape(x, [N, C, H, 1, W, 1]), [N, C, H, fh, W, fw]);
-  return reshape(y, [N, C, H * fh, W * fw]);
+  return tidy(() => {
+    if (x.ndim !== 4) throw new TensorError('upsampleNearest', 'expected an NCHW input', [x.shape]);
+    const [fh, fw] = pair(factor, 1);
+    const [N, C, H, W] = x.shape;
+    const y = broadcastTo(reshape(x, [N, C, H, 1, W, 1]), [N, C, H, fh, W, fw]);
+    return reshape(y, [N, C, H * fh, W * fw]);
+  });
 }
 
 export function softmax(x: Tensor, axis = -1): Tensor {
-  const a = normAxis('softmax', axis, x.ndim, x.shape);
-  const e = exp(sub(x, stopGradientValue(max(x, a, true))));
-  return div(e, sum(e, a, true));
+  return tidy(() => {
+    const a = normAxis('softmax', axis, x.ndim, x.shape);
+    const e = exp(sub(x, stopGradientValue(max(x, a, true))));
+    return div(e, sum(e, a, true));
+  });
 }
 
 export function logSoftmax(x: Tensor, axis = -1): Tensor {
-  const a = normAxis('logSoftmax', axis, x.ndim, x.shape);
-  return sub(x, logsumexp(x, a, true));
+  return tidy(() => {
+    const a = normAxis('logSoftmax', axis, x.ndim, x.shape);
+    return sub(x, logsumexp(x, a, true));
+  });
 }
 
 export function oneHot(labels: Tensor, n: number, dtype: DType = 'float32'): Tensor {
-  const classes = arange(0, n, 1, { backend: labels.backend });
-  return cast(equal(expandDims(labels, -1), classes), dtype);
+  return tidy(() => {
+    const classes = arange(0, n, 1, { backend: labels.backend });
+    return cast(equal(expandDims(labels, -1), classes), dtype);
+  });
 }
 
 export { broadcastShapes };

@@ -233,6 +233,11 @@ export function tidy<T>(fn: () => T): T {
     moveToParent(scope);
     return result;
   }
+  // The common case of an op's scope: it made nothing but the tensor it returns.
+  if (scope.size <= 1 && (scope.size === 0 || (result instanceof Tensor && scope.has(result) && !result.trace))) {
+    for (const t of scope) track(t);
+    return result;
+  }
   const kept = collectTensors(result);
   for (const t of scope) {
     if (kept.has(t)) track(t);
@@ -288,6 +293,20 @@ export function transformScope<T>(fn: () => T): T {
     else t.dispose();
   }
   return result;
+}
+
+/**
+ * @internal Run fn as part of a transform that hands its values on to the caller's scope
+ * (vjp: the residuals its pullback reads later). Scopes inside defer to the enclosing one,
+ * as they do inside transformScope, so no op or tidy frees a residual.
+ */
+export function withinTransform<T>(fn: () => T): T {
+  activeTransforms++;
+  try {
+    return fn();
+  } finally {
+    activeTransforms--;
+  }
 }
 
 /** @internal whether the innermost scope created this tensor (transforms free only their own). */

@@ -40,6 +40,26 @@ describe.each(backends)('on %s', (backend) => {
     expect(T.memory()).toEqual(before);
   });
 
+  test('an op called outside any scope leaves only its result (lifted numbers, casts, composites)', () => {
+    const x = T.fromArray([0.5, -1, 2, 3, 0.1, -0.2], [2, 3], { backend });
+    const i = T.fromArray([1, 2, 3, 4, 5, 6], [2, 3], { backend, dtype: 'int32' });
+    const mask = T.greater(x, 0);
+    const v = T.fromArray([1, 2, 3], [3], { backend });
+    const before = T.memory();
+    const calls: Record<string, () => T.Tensor | T.Tensor[]> = {
+      'add(x, 2)': () => T.add(x, 2), 'mul(int, 0.5)': () => T.mul(i, 0.5), 'div(int, 2)': () => T.div(i, 2), 'exp(int)': () => T.exp(i),
+      relu: () => T.relu(x), gelu: () => T.gelu(x), softplus: () => T.softplus(x), clip: () => T.clip(x, -0.5, 0.5),
+      where: () => T.where(mask, x, 0), 'sum(bool)': () => T.sum(mask), 'mean(int)': () => T.mean(i), variance: () => T.variance(x, 1),
+      softmax: () => T.softmax(x), logSoftmax: () => T.logSoftmax(x), logsumexp: () => T.logsumexp(x, 1), split: () => T.split(x, 3, 1),
+      matmul: () => T.matmul(x, v),
+    };
+    for (const [name, call] of Object.entries(calls)) {
+      T.dispose(call());
+      expect(T.memory(), name).toEqual(before);
+    }
+    T.dispose([x, i, mask, v]);
+  });
+
   test('reshape shares the buffer; it is freed with its last tensor', async () => {
     const before = T.memory();
     const x = T.tensor([[1, 2], [3, 4]], { backend });

@@ -2,7 +2,7 @@
  * Normalization layers, written as composites of tensor ops (their JVP and VJP come
  * from autodiff): GroupNorm, LayerNorm and PixelNorm.
  */
-import { TensorError, add, fuse, fuseSum, mean, mul, reshape, rsqrt, silu, square, sub, type Tensor } from '@scm/tensor';
+import { TensorError, add, fuse, fuseSum, mean, mul, reshape, rsqrt, silu, square, sub, type Tensor, tidy } from '@scm/tensor';
 import { ones, zeros } from '../init.js';
 import { Module, getParam, param, type Ctx, type Params, type SpecTree } from '../module.js';
 
@@ -33,44 +33,48 @@ export interface GroupNormEpilogue {
  * exponential). Their derivatives are fused the same way.
  */
 export function groupNorm(x: Tensor, groups: number, weight?: Tensor, bias?: Tensor, eps = 1e-5, epilogue: GroupNormEpilogue = {}): Tensor {
-  if (x.ndim < 2) throw new TensorError('groupNorm', 'expected an input [N, C, ...]', [x.shape]);
-  const [N, C] = x.shape;
-  if (!Number.isInteger(groups) || groups < 1 || C % groups !== 0) throw new TensorError('groupNorm', `${C} channels do not split into ${groups} groups`, [x.shape]);
-  const { scale, shift } = epilogue;
-  for (const [name, v] of [['scale', scale], ['shift', shift]] as const) {
-    if (v && (v.ndim !== 2 || v.shape[0] !== N || v.shape[1] !== C)) throw new TensorError('groupNorm', `expected ${name} [${N}, ${C}] for input [${x.shape}]`, [x.shape, v.shape]);
-  }
-  // [N, G, C/G, rest]: statistics broadcast as [N, G, 1, 1], per-channel vectors as [1, G, C/G, 1].
-  const g = C / groups;
-  const xg = reshape(x, [N, groups, g, -1]);
-  const m = mean(xg, [2, 3], true);
-  const n = xg.shape[2] * xg.shape[3];
-  const rstd = fuse((v) => v.mul(1 / n).add(eps).rsqrt(), [fuseSum((a, b) => a.sub(b).square(), [xg, m], [2, 3], true)]);
-  const inputs = [xg, m, rstd];
-  const at = (v: Tensor | undefined, shape: number[]) => (v ? inputs.push(reshape(v, shape)) - 1 : -1);
-  const [wi, bi, si, hi] = [at(weight, [1, groups, g, 1]), at(bias, [1, groups, g, 1]), at(scale, [N, groups, g, 1]), at(shift, [N, groups, g, 1])];
-  const y = fuse((...v) => {
-    let h = v[0].sub(v[1]).mul(v[2]);
-    if (wi >= 0) h = h.mul(v[wi]);
-    if (bi >= 0) h = h.add(v[bi]);
-    if (si >= 0) h = h.mul(v[si]);
-    if (hi >= 0) h = h.add(v[hi]);
-    return h;
-  }, inputs);
-  return reshape(epilogue.silu ? silu(y) : y, x.shape);
+  return tidy(() => {
+    if (x.ndim < 2) throw new TensorError('groupNorm', 'expected an input [N, C, ...]', [x.shape]);
+    const [N, C] = x.shape;
+    if (!Number.isInteger(groups) || groups < 1 || C % groups !== 0) throw new TensorError('groupNorm', `${C} channels do not split into ${groups} groups`, [x.shape]);
+    const { scale, shift } = epilogue;
+    for (const [name, v] of [['scale', scale], ['shift', shift]] as const) {
+      if (v && (v.ndim !== 2 || v.shape[0] !== N || v.shape[1] !== C)) throw new TensorError('groupNorm', `expected ${name} [${N}, ${C}] for input [${x.shape}]`, [x.shape, v.shape]);
+    }
+    // [N, G, C/G, rest]: statistics broadcast as [N, G, 1, 1], per-channel vectors as [1, G, C/G, 1].
+    const g = C / groups;
+    const xg = reshape(x, [N, groups, g, -1]);
+    const m = mean(xg, [2, 3], true);
+    const n = xg.shape[2] * xg.shape[3];
+    const rstd = fuse((v) => v.mul(1 / n).add(eps).rsqrt(), [fuseSum((a, b) => a.sub(b).square(), [xg, m], [2, 3], true)]);
+    const inputs = [xg, m, rstd];
+    const at = (v: Tensor | undefined, shape: number[]) => (v ? inputs.push(reshape(v, shape)) - 1 : -1);
+    const [wi, bi, si, hi] = [at(weight, [1, groups, g, 1]), at(bias, [1, groups, g, 1]), at(scale, [N, groups, g, 1]), at(shift, [N, groups, g, 1])];
+    const y = fuse((...v) => {
+      let h = v[0].sub(v[1]).mul(v[2]);
+      if (wi >= 0) h = h.mul(v[wi]);
+      if (bi >= 0) h = h.add(v[bi]);
+      if (si >= 0) h = h.mul(v[si]);
+      if (hi >= 0) h = h.add(v[hi]);
+      return h;
+    }, inputs);
+    return reshape(epilogue.silu ? silu(y) : y, x.shape);
+  });
 }
 
 /** Layer normalization over the trailing `normalizedShape.length` axes. */
 export function layerNorm(x: Tensor, normalizedShape: readonly number[], weight?: Tensor, bias?: Tensor, eps = 1e-5): Tensor {
-  const k = normalizedShape.length;
-  if (k === 0 || x.ndim < k || normalizedShape.some((d, i) => x.shape[x.ndim - k + i] !== d)) {
-    throw new TensorError('layerNorm', `expected an input [..., ${normalizedShape.join(', ')}]`, [x.shape]);
-  }
-  const axes = Array.from({ length: k }, (_, i) => x.ndim - k + i);
-  let y = standardize(x, axes, eps);
-  if (weight) y = mul(y, weight);
-  if (bias) y = add(y, bias);
-  return y;
+  return tidy(() => {
+    const k = normalizedShape.length;
+    if (k === 0 || x.ndim < k || normalizedShape.some((d, i) => x.shape[x.ndim - k + i] !== d)) {
+      throw new TensorError('layerNorm', `expected an input [..., ${normalizedShape.join(', ')}]`, [x.shape]);
+    }
+    const axes = Array.from({ length: k }, (_, i) => x.ndim - k + i);
+    let y = standardize(x, axes, eps);
+    if (weight) y = mul(y, weight);
+    if (bias) y = add(y, bias);
+    return y;
+  });
 }
 
 /**
@@ -78,10 +82,12 @@ export function layerNorm(x: Tensor, normalizedShape: readonly number[], weight?
  * axis (1). Used by adaptive double normalization on the scale and shift vectors.
  */
 export function pixelNorm(x: Tensor, axis = 1, eps = 1e-8): Tensor {
-  if (x.ndim < 1) throw new TensorError('pixelNorm', 'expected a tensor of rank >= 1', [x.shape]);
-  const a = axis < 0 ? axis + x.ndim : axis;
-  if (!Number.isInteger(a) || a < 0 || a >= x.ndim) throw new TensorError('pixelNorm', `axis ${axis} is out of range for rank ${x.ndim}`, [x.shape]);
-  return mul(x, rsqrt(add(mean(square(x), a, true), eps)));
+  return tidy(() => {
+    if (x.ndim < 1) throw new TensorError('pixelNorm', 'expected a tensor of rank >= 1', [x.shape]);
+    const a = axis < 0 ? axis + x.ndim : axis;
+    if (!Number.isInteger(a) || a < 0 || a >= x.ndim) throw new TensorError('pixelNorm', `axis ${axis} is out of range for rank ${x.ndim}`, [x.shape]);
+    return mul(x, rsqrt(add(mean(square(x), a, true), eps)));
+  });
 }
 
 /** The number of groups EDM's GroupNorm uses: min(32, C / 4) channels-per-group >= 4, at least 1. */

@@ -5,21 +5,25 @@
  *  - Upsample: nearest-neighbour ×2 (EDM/DDPM++'s transposed [1,1] filter), optionally
  *    followed by a 3×3 convolution.
  */
-import { TensorError, avgPool2d, upsampleNearest, type Tensor } from '@scm/tensor';
+import { TensorError, avgPool2d, upsampleNearest, type Tensor, tidy } from '@scm/tensor';
 import type { Initializer } from '../init.js';
 import { Module, getChild, type Ctx, type Params, type SpecTree } from '../module.js';
 import { Conv2d } from './conv.js';
 
 /** 2×2 average pooling (H and W must be even). */
 export function downsample2x(x: Tensor): Tensor {
-  if (x.ndim !== 4 || x.shape[2] % 2 !== 0 || x.shape[3] % 2 !== 0) throw new TensorError('downsample2x', 'expected an NCHW input with even H and W', [x.shape]);
-  return avgPool2d(x, 2);
+  return tidy(() => {
+    if (x.ndim !== 4 || x.shape[2] % 2 !== 0 || x.shape[3] % 2 !== 0) throw new TensorError('downsample2x', 'expected an NCHW input with even H and W', [x.shape]);
+    return avgPool2d(x, 2);
+  });
 }
 
 /** Nearest-neighbour upsampling by 2. */
 export function upsample2x(x: Tensor): Tensor {
-  if (x.ndim !== 4) throw new TensorError('upsample2x', 'expected an NCHW input', [x.shape]);
-  return upsampleNearest(x, 2);
+  return tidy(() => {
+    if (x.ndim !== 4) throw new TensorError('upsample2x', 'expected an NCHW input', [x.shape]);
+    return upsampleNearest(x, 2);
+  });
 }
 
 export interface DownsampleOptions {
