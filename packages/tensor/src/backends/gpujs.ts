@@ -12,6 +12,21 @@ type GpuMode = 'cpu' | 'webasm' | 'webgpu';
 const { GPU } = gpujs as unknown as { GPU: new (settings: { mode: GpuMode }) => GpuInstance };
 interface GpuInstance {
   createKernel(source: string, settings: Record<string, unknown>): KernelFn;
+  createPipeline(fn: (...handles: unknown[]) => unknown, settings?: Record<string, unknown>): GpuPipeline;
+}
+/** A compiled `createPipeline` plan (see replay.ts). */
+export interface GpuPipeline {
+  (...args: Float32Array[]): Promise<Float32Array | Float32Array[]>;
+  readonly executorKind: string | null;
+  readonly fallbackReason: string | null;
+  destroy(): void;
+}
+
+/** What `replay` sees of a backend while it traces a function: each primitive application. */
+export interface ApplicationRecorder {
+  application(prim: Primitive<any>, inputs: readonly unknown[], inAvals: readonly Aval[], params: unknown, out: Aval, result: unknown): void;
+  /** A value was read back: the traced function depends on data, which a plan cannot replay. */
+  read(): never;
 }
 type KernelFn = ((...args: unknown[]) => unknown) & { destroy?: () => void };
 interface DeviceHandle {
@@ -41,6 +56,9 @@ export class GpuJsBackend implements Backend {
   /** webgpu: whether long sums with few cells are split (Primitive.split); benchmarks compare both. */
   splitSums = true;
 
+  /** Set while `replay` traces a function on this backend (cpu, webasm). */
+  recorder: ApplicationRecorder | null = null;
+
   constructor(readonly name: GpuMode, private readonly gpu: GpuInstance) {}
 
   static create(mode: GpuMode): GpuJsBackend {
@@ -67,11 +85,13 @@ export class GpuJsBackend implements Backend {
   }
 
   async read(buffer: unknown, aval: Aval): Promise<TypedArray> {
+    this.recorder?.read();
     const arr = this.name === 'webgpu' ? await this.readDevice(buffer) : (buffer as Float32Array);
     return castArray(arr.length === sizeOf(aval.shape) ? arr : arr.subarray(0, sizeOf(aval.shape)), aval.dtype);
   }
 
   readSync(buffer: unknown, aval: Aval): TypedArray {
+    this.recorder?.read();
     if (this.name === 'webgpu') throw new TensorError('dataSync', 'the webgpu backend reads back asynchronously: use `await t.data()`');
     return castArray(buffer as Float32Array, aval.dtype);
   }
@@ -93,7 +113,11 @@ export class GpuJsBackend implements Backend {
   }
 
   run(prim: Primitive<any>, inputs: unknown[], inAvals: Aval[], params: unknown, out: Aval): unknown {
-    if (this.name !== 'webgpu') return this.runSync(prim, (inputs as Float32Array[]).map(nonEmpty), inAvals, params, out);
+    if (this.name !== 'webgpu') {
+      const result = this.runSync(prim, (inputs as Float32Array[]).map(nonEmpty), inAvals, params, out);
+      this.recorder?.application(prim, inputs, inAvals, params, out, result);
+      return result;
+    }
     const n = sizeOf(out.shape);
     const split = this.splitSums ? prim.split?.(inAvals, params, out) : null;
     const parts = split ? splitParts(n, split.extent, split.terms) : 1;
@@ -121,15 +145,22 @@ export class GpuJsBackend implements Backend {
    * matmul and convolutions), else its one-cell kernel. Either way a fresh Float32Array:
    * GPU.js copies results out of its own memory, so each tensor owns its buffer.
    */
-  private runSync(prim: Primitive<any>, inputs: Float32Array[], inAvals: Aval[], params: unknown, out: Aval): Float32Array {
+  runSync(prim: Primitive<any>, inputs: Float32Array[], inAvals: readonly Aval[], params: unknown, out: Aval): Float32Array {
     const plan = prim.plan?.(inAvals, params, out);
     if (plan) {
       const key = `${prim.name}:${plan.variant}`;
       this.planRuns.set(key, (this.planRuns.get(key) ?? 0) + 1);
       return plan.run(inputs, this.runner);
     }
-    // Found by a short signature, the kernel costs no source generation per call (about
-    // half of our per-op overhead on small tensors).
+    return this.cellKernel(prim, inAvals, params, out)(...inputs) as Float32Array;
+  }
+
+  /**
+   * cpu and webasm: the primitive's one-cell kernel for this application. Found by a short
+   * signature, it costs no source generation per call (about half of our per-op overhead
+   * on small tensors).
+   */
+  cellKernel(prim: Primitive<any>, inAvals: readonly Aval[], params: unknown, out: Aval): KernelFn {
     let bySignature = this.signatures.get(prim);
     if (!bySignature) this.signatures.set(prim, (bySignature = new Map()));
     const signature = applicationKey(inAvals, params);
@@ -138,7 +169,12 @@ export class GpuJsBackend implements Backend {
       k = this.kernel(prim.kernel(inAvals, params, out), sizeOf(out.shape), argSizes(inAvals));
       bySignature.set(signature, k);
     }
-    return k(...inputs) as Float32Array;
+    return k;
+  }
+
+  /** GPU.js's `createPipeline`: an orchestration of kernels traced once and replayed as one plan. */
+  createPipeline(orchestration: (...handles: unknown[]) => unknown, settings?: Record<string, unknown>): GpuPipeline {
+    return this.gpu.createPipeline(orchestration, settings);
   }
 
   /** Runs the kernels of host plans: compiled once per source and output grid. */
