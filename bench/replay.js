@@ -22,6 +22,9 @@ import * as NN from '@scm/nn';
 import * as CM from '@scm/consistency';
 import { median } from './harness.js';
 
+// On glibc, run as a child with the allocator settings training uses (see @scm/tensor's allocator.ts).
+if (T.relaunchWithAllocatorSettings()) await new Promise(() => {});
+
 const argv = process.argv.slice(2);
 const flag = (name, fallback) => {
   const i = argv.indexOf(`--${name}`);
@@ -29,7 +32,7 @@ const flag = (name, fallback) => {
 };
 const backend = flag('backend', 'webasm');
 const only = flag('only', '');
-const reps = Number(flag('reps', 7));
+const reps = Number(flag('reps', 9));
 T.setBackend(backend);
 
 /** A function of a flat list of tensors, with the params pytree among them. */
