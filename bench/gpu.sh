@@ -10,6 +10,9 @@
 #      and GPU memory (nvidia-smi) should not grow
 #   4. (PARTS=memory) LONG_MEMORY_STEPS (default 1,000) training steps of ours in a row (nano
 #      batch 8), the same counts
+#   5. (PARTS=replay) bench/replay.js on webgpu: the nano (batch 32) and tiny (batch 128) UNets'
+#      forward + JVP and sCT gradient, eager against replayed as one GPU.js pipeline (one
+#      command encoder, one submit per call)
 #
 # PARTS (default "matmul,sct") picks the parts: "memory" alone fits the 1,000-step run into one
 # call of a few minutes, so that the parts can be run as separate calls under a time limit.
@@ -44,7 +47,7 @@ pack() {
   rm -rf "$dir/js"
   # One ESM bundle per entry (shared chunks beside them); webgpu (a native addon) stays
   # outside and is copied with only its linux-x64 binary; gl is gpu.js's optional headless GL.
-  npx rolldown bench/sct-step.js bench/jaxjs-sct.js -d "$dir/js" --platform node --format esm -e webgpu -e gl --logLevel warn
+  npx rolldown bench/sct-step.js bench/jaxjs-sct.js bench/replay.js -d "$dir/js" --platform node --format esm -e webgpu -e gl --logLevel warn
   mkdir -p "$dir/js/node_modules/webgpu/dist"
   cp node_modules/webgpu/package.json node_modules/webgpu/index.js "$dir/js/node_modules/webgpu/"
   cp node_modules/webgpu/dist/linux-x64.dawn.node "$dir/js/node_modules/webgpu/dist/"
@@ -75,12 +78,14 @@ run() {
   local memory=(--memory-steps "${MEMORY_STEPS:-300}" --memory-config nano:32)
   local parts=${PARTS:-matmul,sct}
   local long_memory=(--memory-steps "${LONG_MEMORY_STEPS:-1000}" --memory-config nano:8)
+  local replay=("nano 32 3" "tiny 128 3")
   if [ "$smoke" = --smoke ]; then
     matmul=256
     sct=(--backend webgpu --image-size 8 --presets nano --batches 2 --jax-batches 2 --reps 1
       --torch-device "$torch_device" --torch-threads 1 --deadline-s "${DEADLINE:-2400}" --peer-timeout-s 1500)
     memory=(--memory-steps 5 --memory-config nano:2)
     long_memory=(--memory-steps 5 --memory-config nano:2 --image-size 8)
+    replay=("nano 2 1")
   fi
   {
     echo "== $(date -u +%FT%TZ) $(uname -n)"
@@ -97,6 +102,14 @@ run() {
     if [[ ",$parts," == *,memory,* ]]; then
       echo "== ${long_memory[*]}"
       "${node[@]}" "$dir/js/sct-step.js" --backend webgpu --impls ours --presets nano --batches "${long_memory[3]#nano:}" --reps 1 "${long_memory[@]}" --json "$out/memory.json" || echo "gpu.sh: the memory part failed ($?)"
+    fi
+    if [[ ",$parts," == *,replay,* ]]; then
+      local r preset batch reps
+      for r in "${replay[@]}"; do
+        read -r preset batch reps <<<"$r"
+        echo "== replay: $preset UNet, batch $batch"
+        "${node[@]}" "$dir/js/replay.js" --backend webgpu --only unet --unet "$preset" --batch "$batch" --reps "$reps" || echo "gpu.sh: the replay part failed ($?)"
+      done
     fi
     command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=memory.used --format=csv,noheader || true
   } 2>&1 | grep --line-buffered -v '^Warning: maxDynamic' | tee "$out/gpu.txt"

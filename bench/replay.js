@@ -10,6 +10,7 @@
  *   npm run bench:replay                 # all cases
  *   node bench/replay.js --only unet     # cases whose name contains "unet"
  *   node bench/replay.js --backend cpu
+ *   node bench/replay.js --backend webgpu --only unet --unet tiny --batch 128
  *
  * Cases: a chain of 20 elementwise steps (62 kernels) on 1,000 and 100,000 elements; the
  * forward pass plus JVP of the ToyMLP of the 2-D experiments (batch 256, width 128) and of
@@ -33,6 +34,9 @@ const flag = (name, fallback) => {
 const backend = flag('backend', 'webasm');
 const only = flag('only', '');
 const reps = Number(flag('reps', 9));
+const unetPreset = flag('unet', 'nano');
+const unetBatch = Number(flag('batch', 8));
+if (backend === 'webgpu' && !(await T.initWebGPU())) throw new Error('bench/replay.js: no WebGPU adapter found');
 T.setBackend(backend);
 
 /** A function of a flat list of tensors, with the params pytree among them. */
@@ -63,13 +67,14 @@ const cases = {
     const [k1, k2] = T.random.split(T.random.key(1), 2);
     return { fn, args: [...flat.leaves, T.random.normal(k1, [256, 2]), T.full([256], 0.8), T.random.normal(k2, [256, 2])] };
   },
-  'nano UNet forward + JVP (32×32, batch 8)': () => {
-    const unet = new NN.UNet({ ...NN.unetPresets.nano, dropout: 0 });
+  [`${unetPreset} UNet forward + JVP (32×32, batch ${unetBatch})`]: () => {
+    const unet = new NN.UNet({ ...NN.unetPresets[unetPreset], dropout: 0 });
     const { leaves, fn } = withParams(unet.init(T.random.key(0)), (p, y, vy, t, vt) => AD.jvp((a, b) => unet.apply(p, a, b), [y, t], [vy, vt]));
     const [k1, k2] = T.random.split(T.random.key(1), 2);
-    return { fn, args: [...leaves, T.random.normal(k1, [8, 3, 32, 32]), T.random.normal(k2, [8, 3, 32, 32]), T.full([8], 0.8), T.full([8], 0.3)] };
+    const b = unetBatch;
+    return { fn, args: [...leaves, T.random.normal(k1, [b, 3, 32, 32]), T.random.normal(k2, [b, 3, 32, 32]), T.full([b], 0.8), T.full([b], 0.3)] };
   },
-  'nano UNet sCT gradient, one pass (32×32, batch 8)': () => scmGradient(8),
+  [`${unetPreset} UNet sCT gradient, one pass (32×32, batch ${unetBatch})`]: () => scmGradient(unetBatch),
 };
 
 /**
@@ -78,7 +83,7 @@ const cases = {
  * step but the optimizer update.
  */
 function scmGradient(batch) {
-  const unet = new NN.UNet({ ...NN.unetPresets.nano, dropout: 0 });
+  const unet = new NN.UNet({ ...NN.unetPresets[unetPreset], dropout: 0 });
   const net = (p, y, t, ctx) => unet.apply(p, y, t, ctx);
   const head = new CM.WeightingHead();
   const opts = { ...CM.defaultScmOptions, method: 'sct' };
@@ -113,8 +118,9 @@ function chain(n) {
   return { fn, args: [T.random.normal(k1, [n]), T.random.normal(k2, [n]), T.random.normal(k3, [n])] };
 }
 
+/** Read every output back (at once: on webgpu, eager outputs are read in one wait, as a plan's are). */
 async function readAll(out) {
-  for (const t of T.collectTensors(out)) await t.data();
+  await Promise.all([...T.collectTensors(out)].map((t) => t.data()));
   T.dispose(out);
 }
 
@@ -131,20 +137,22 @@ async function timed(call) {
 
 console.log(`replay against eager on ${backend}: median wall-clock ms of ${reps} calls`);
 console.log('');
-console.log('| case | eager | replay, fused-sync | replay, fused-threaded | kernels in pipelines / pipelines / host plans | eager / best replay |');
+console.log('| case | eager | replay | replay, GPU.js threads | kernels in pipelines / pipelines / host plans | eager / best replay |');
 console.log('|---|--:|--:|--:|--:|--:|');
 for (const [name, make] of Object.entries(cases)) {
   if (only && !name.toLowerCase().includes(only.toLowerCase())) continue;
   const { fn, args } = make();
   const eager = await timed(() => readAll(T.tidy(() => fn(...args))));
   const sync = T.replay(fn);
-  const threaded = T.replay(fn, { threads: true });
   const tSync = await timed(async () => readAll(await sync(...args)));
-  const tThreaded = await timed(async () => readAll(await threaded(...args)));
+  // GPU.js's worker pool exists on webasm only.
+  const threaded = backend === 'webasm' ? T.replay(fn, { threads: true }) : null;
+  const tThreaded = threaded ? await timed(async () => readAll(await threaded(...args))) : Infinity;
   const shape = `${sync.kernels} / ${sync.pipelines} / ${sync.hostPlans}`;
-  console.log(`| ${name} | ${eager.toFixed(2)} | ${tSync.toFixed(2)} (${sync.executor}) | ${tThreaded.toFixed(2)} (${threaded.executor}) | ${shape} | ${(eager / Math.min(tSync, tThreaded)).toFixed(2)}× |`);
+  const threadedCell = threaded ? `${tThreaded.toFixed(2)} (${threaded.executor})` : '';
+  console.log(`| ${name} | ${eager.toFixed(2)} | ${tSync.toFixed(2)} (${sync.executor}) | ${threadedCell} | ${shape} | ${(eager / Math.min(tSync, tThreaded)).toFixed(2)}× |`);
   sync.dispose();
-  threaded.dispose();
+  threaded?.dispose();
   T.dispose(args);
 }
 process.exit(0);

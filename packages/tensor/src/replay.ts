@@ -22,23 +22,23 @@
  *    another kernel), so they run between pipelines, as they do eagerly: a plan is a list of
  *    pipelines (each a run of kernels between two packed products) and host plans.
  *
- * Plans run on the synchronous GPU.js backends (cpu, webasm). On the reference backend and on
- * webgpu (where GPU.js falls back from its fused executor when arguments live on the device)
- * a replayed function runs eagerly; `executor` says which ran.
+ * Plans run on every GPU.js backend. On webgpu a whole call is one pipeline, which GPU.js
+ * records into one command encoder and submits once (`fused-encoder`); its encoder takes no
+ * device-resident arguments, so arguments are passed from the host (device-resident ones are
+ * read back first) and outputs come back to the host, where the next call takes them as they
+ * are. On the reference backend a replayed function runs eagerly; `executor` says what ran.
  */
 import type { Aval } from './backend.js';
 import { GpuJsBackend, type GpuPipeline } from './backends/gpujs.js';
 import { TensorError } from './errors.js';
-import type { Primitive } from './primitive.js';
 import { Storage, Tensor, tidy } from './tensor.js';
 
 /** Where an input comes from: an argument of the call, an earlier application's result, or a frozen value. */
 type Source = { kind: 'arg'; index: number } | { kind: 'value'; index: number } | { kind: 'frozen'; data: Float32Array };
 
-/** One recorded primitive application. */
+/** One recorded kernel, or host plan (a packed matmul or convolution on cpu and webasm). */
 interface Application {
   readonly inputs: readonly Source[];
-  /** Its one-cell kernel, for a plan; or, when it ran a host plan (a packed matmul or convolution), that run. */
   readonly kernel: ((...args: unknown[]) => unknown) | null;
   readonly host: ((inputs: Float32Array[]) => Float32Array) | null;
 }
@@ -101,14 +101,14 @@ export function replay<A extends Tensor[], R extends ReplayOutput>(fn: (...args:
 
   const call = async (...args: A): Promise<R> => {
     const backend = checkArguments(args);
-    if (!(backend instanceof GpuJsBackend) || backend.name === 'webgpu') {
+    if (!(backend instanceof GpuJsBackend)) {
       executor = 'eager';
       return ownOutputs(tidy(() => fn(...args)), args) as R;
     }
     const key = args.map((a) => `${a.dtype}[${a.shape.join(',')}]`).join(';');
     const plan = plans.get(key);
     if (!plan) {
-      const { result, plan: traced } = trace(backend, fn, args, options);
+      const { result, plan: traced } = await trace(backend, fn, args, options);
       plans.set(key, traced);
       traces++;
       last = traced;
@@ -116,7 +116,8 @@ export function replay<A extends Tensor[], R extends ReplayOutput>(fn: (...args:
       return result as R;
     }
     last = plan;
-    const argData = args.map((a) => a.storage.buffer as Float32Array);
+    // webgpu: arguments on the device come back to the host, since GPU.js's encoder uploads its arguments itself.
+    const argData = await Promise.all(args.map((a) => backend.hostArray(a.storage.buffer)));
     const values = new Map<number, Float32Array>();
     const read = (s: Source): Float32Array => (s.kind === 'arg' ? argData[s.index] : s.kind === 'value' ? values.get(s.index)! : s.data);
     executor = null;
@@ -132,11 +133,8 @@ export function replay<A extends Tensor[], R extends ReplayOutput>(fn: (...args:
       fallbackReason ??= item.pipeline.fallbackReason;
     }
     executor ??= 'host';
-    const tensors = plan.outputs.map(({ source, aval }) => {
-      // A fresh buffer per output: the caller owns it, whatever the plan does with its memory next call.
-      const data = read(source).subarray(0, sizeOfAval(aval));
-      return new Tensor(aval.shape, aval.dtype, new Storage(backend, Float32Array.from(data)));
-    });
+    // A fresh buffer per output (fromHost copies): the caller owns it, whatever the plan does with its memory next call.
+    const tensors = plan.outputs.map(({ source, aval }) => new Tensor(aval.shape, aval.dtype, new Storage(backend, backend.fromHost(read(source).subarray(0, sizeOfAval(aval)), aval))));
     return plan.rebuild(tensors) as R;
   };
 
@@ -158,23 +156,33 @@ export function replay<A extends Tensor[], R extends ReplayOutput>(fn: (...args:
   }) as unknown as Replayed<A, R>;
 }
 
-/** Run fn once, recording its applications, and compile them into pipelines and host plans. */
-function trace<A extends Tensor[]>(backend: GpuJsBackend, fn: (...args: A) => ReplayOutput, args: A, options: ReplayOptions): { result: ReplayOutput; plan: Plan } {
+/** Run fn once, recording its kernels and host plans, and compile them into pipelines and host plans. */
+async function trace<A extends Tensor[]>(backend: GpuJsBackend, fn: (...args: A) => ReplayOutput, args: A, options: ReplayOptions): Promise<{ result: ReplayOutput; plan: Plan }> {
   if (backend.recorder) throw new TensorError('replay', 'a replayed function cannot replay another one while it is traced');
   const sourceOf = new Map<unknown, Source>();
   args.forEach((a, index) => {
     if (!sourceOf.has(a.storage.buffer)) sourceOf.set(a.storage.buffer, { kind: 'arg', index });
   });
-  const where = (buffer: unknown): Source => sourceOf.get(buffer) ?? { kind: 'frozen', data: nonEmpty(buffer as Float32Array) };
+  // A value from outside (captured, or made on the host inside fn) is frozen: its host copy is
+  // asked for when it is first seen (webgpu: before the buffer can be freed), filled in below.
+  const frozen: { source: { kind: 'frozen'; data: Float32Array }; values: Promise<Float32Array> }[] = [];
+  const where = (buffer: unknown): Source => {
+    let s = sourceOf.get(buffer);
+    if (!s) {
+      s = { kind: 'frozen', data: new Float32Array(1) };
+      frozen.push({ source: s, values: backend.hostArray(buffer) });
+      sourceOf.set(buffer, s);
+    }
+    return s;
+  };
   const applications: Application[] = [];
+  const record = (a: Application, result: unknown) => {
+    applications.push(a);
+    sourceOf.set(result, { kind: 'value', index: applications.length - 1 });
+  };
   backend.recorder = {
-    application(prim: Primitive<any>, inputs, inAvals, params, out, result) {
-      const host = prim.plan?.([...inAvals], params, out)
-        ? (data: Float32Array[]) => backend.runSync(prim, data.map(nonEmpty), inAvals, params, out)
-        : null;
-      applications.push({ inputs: inputs.map(where), kernel: host ? null : backend.cellKernel(prim, inAvals, params, out), host });
-      sourceOf.set(result, { kind: 'value', index: applications.length - 1 });
-    },
+    kernel: (kernel, inputs, result) => record({ inputs: inputs.map(where), kernel, host: null }, result),
+    host: (run, inputs, result) => record({ inputs: inputs.map(where), kernel: null, host: run }, result),
     read(): never {
       throw new TensorError('replay', 'the function reads a value back (data, dataSync, item): a replayed plan cannot depend on data; return the value instead');
     },
@@ -188,6 +196,7 @@ function trace<A extends Tensor[]>(backend: GpuJsBackend, fn: (...args: A) => Re
   result = ownOutputs(result, args);
   const { tensors, rebuild } = flatten(result);
   const outputs = tensors.map((t) => ({ source: where(t.storage.buffer), aval: { shape: t.shape, dtype: t.dtype } }));
+  for (const f of frozen) f.source.data = nonEmpty(await f.values);
 
   // Keep the applications some output needs (a JVP's primal output, say, may not be), in order.
   const needed = new Set<number>();

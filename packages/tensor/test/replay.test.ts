@@ -8,6 +8,11 @@ import { afterAll, describe, expect, test } from 'vitest';
 import * as T from '@scm/tensor';
 import { jvp, valueAndGrad } from '@scm/autodiff';
 import { assertClose } from '@scm/autodiff/testing';
+import { presentBackends } from '../../../test/harness.js';
+
+const gpujsBackends = (await presentBackends()).filter((b) => b !== 'reference');
+/** What runs a plan: GPU.js's fused executors (webasm: one WebAssembly memory; webgpu: one command encoder), or its generic one (cpu mode). */
+const executors: Record<string, RegExp> = { webasm: /^fused-(sync|threaded)$/, webgpu: /^fused-encoder$/, cpu: /^generic$/ };
 
 const baseline = T.memory();
 afterAll(() => expect(T.memory()).toEqual(baseline));
@@ -47,7 +52,7 @@ async function expectSame(actual: unknown, expected: unknown): Promise<void> {
   }
 }
 
-describe.each(['webasm', 'cpu'] as const)('replay on %s', (backend) => {
+describe.each(gpujsBackends)('replay on %s', (backend) => {
   const shapes = { x: [2, 8, 16, 16], w1: [16, 8, 3, 3], w2: [8, 16, 3, 3], b: [16] };
   const make = (seed: number) => ({
     x: randomTensor(seed, shapes.x, backend),
@@ -68,12 +73,16 @@ describe.each(['webasm', 'cpu'] as const)('replay on %s', (backend) => {
       T.dispose([eager, out, v]);
     }
     expect(replayed.traces).toBe(1);
-    // GPU.js fuses pipelines on webasm; its cpu mode walks them kernel by kernel.
-    expect(replayed.executor).toMatch(backend === 'webasm' ? /^fused-(sync|threaded)$/ : /^generic$/);
-    if (backend === 'webasm') expect(replayed.fallbackReason).toBeNull();
-    // The convolutions (forward, and the tangent's) ran as host plans, the rest in pipelines.
-    expect(replayed.hostPlans).toBe(4);
-    expect(replayed.pipelines).toBeGreaterThan(0);
+    expect(replayed.executor).toMatch(executors[backend]);
+    if (backend !== 'cpu') expect(replayed.fallbackReason).toBeNull();
+    if (backend === 'webgpu') {
+      // No host plans on webgpu: the whole call is one pipeline, one command encoder.
+      expect([replayed.pipelines, replayed.hostPlans]).toEqual([1, 0]);
+    } else {
+      // The convolutions (forward, and the tangent's) ran as host plans, the rest in pipelines.
+      expect(replayed.hostPlans).toBe(4);
+      expect(replayed.pipelines).toBeGreaterThan(0);
+    }
     expect(replayed.kernels).toBeGreaterThan(0);
     replayed.dispose();
   });
@@ -92,7 +101,7 @@ describe.each(['webasm', 'cpu'] as const)('replay on %s', (backend) => {
       eager = { w1: e.w1, w2: e.w2, b: e.b };
       replay = { w1: r.w1, w2: r.w2, b: r.b };
     }
-    expect(replayed.executor).toBe(backend === 'webasm' ? 'fused-sync' : 'generic');
+    expect(replayed.executor).toMatch(backend === 'webasm' ? /^fused-sync$/ : executors[backend]);
     expect(replayed.traces).toBe(1);
     T.dispose([eager, replay, v]);
     replayed.dispose();

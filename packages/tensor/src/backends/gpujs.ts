@@ -22,9 +22,12 @@ export interface GpuPipeline {
   destroy(): void;
 }
 
-/** What `replay` sees of a backend while it traces a function: each primitive application. */
-export interface ApplicationRecorder {
-  application(prim: Primitive<any>, inputs: readonly unknown[], inAvals: readonly Aval[], params: unknown, out: Aval, result: unknown): void;
+/** What `replay` sees of a backend while it traces a function: every kernel and host plan that ran. */
+export interface KernelRecorder {
+  /** A kernel ran on these input buffers and made `result`. */
+  kernel(kernel: KernelFn, inputs: readonly unknown[], result: unknown): void;
+  /** A host plan (cpu, webasm: a packed product) ran; `run` repeats it on other data. */
+  host(run: (inputs: Float32Array[]) => Float32Array, inputs: readonly unknown[], result: unknown): void;
   /** A value was read back: the traced function depends on data, which a plan cannot replay. */
   read(): never;
 }
@@ -57,7 +60,7 @@ export class GpuJsBackend implements Backend {
   splitSums = true;
 
   /** Set while `replay` traces a function on this backend (cpu, webasm). */
-  recorder: ApplicationRecorder | null = null;
+  recorder: KernelRecorder | null = null;
 
   constructor(readonly name: GpuMode, private readonly gpu: GpuInstance) {}
 
@@ -115,13 +118,18 @@ export class GpuJsBackend implements Backend {
   run(prim: Primitive<any>, inputs: unknown[], inAvals: Aval[], params: unknown, out: Aval): unknown {
     if (this.name !== 'webgpu') {
       const result = this.runSync(prim, (inputs as Float32Array[]).map(nonEmpty), inAvals, params, out);
-      this.recorder?.application(prim, inputs, inAvals, params, out, result);
+      if (this.recorder) {
+        if (prim.plan?.(inAvals, params, out)) this.recorder.host((data) => this.runSync(prim, data.map(nonEmpty), inAvals, params, out), inputs, result);
+        else this.recorder.kernel(this.cellKernel(prim, inAvals, params, out), inputs, result);
+      }
       return result;
     }
     const n = sizeOf(out.shape);
     const split = this.splitSums ? prim.split?.(inAvals, params, out) : null;
     const parts = split ? splitParts(n, split.extent, split.terms) : 1;
     const source = parts > 1 ? split!.kernel(parts) : prim.kernel(inAvals, params, out);
+    // A replay's pipelines pass every argument from the host (GPU.js's encoder takes no device handles as arguments).
+    const hostKinds = (count: number) => 'a'.repeat(count);
     const result = quiet(
       Promise.all(inputs as Promise<unknown>[]).then((args) => {
         const kinds = args.map((a) => (a instanceof Float32Array ? 'a' : 'd')).join('');
@@ -129,12 +137,14 @@ export class GpuJsBackend implements Backend {
       }),
     );
     for (const b of inputs) this.addReader(b, result);
+    this.recorder?.kernel(this.kernel(source, n * parts, `${hostKinds(inputs.length)}|${argSizes(inAvals)}`), inputs, result);
     if (parts === 1) return result;
     // The partial sums, laid out [parts, n], summed by a second kernel, then deleted.
     this.planRuns.set(`${prim.name}:split`, (this.planRuns.get(`${prim.name}:split`) ?? 0) + 1);
     const combine = `function (x0) {\nlet s = 0.0;\nfor (let p = 0; p < ${parts}; p++) { s += x0[p * ${n} + this.thread.x]; }\nreturn s;\n}`;
     const total = quiet(result.then((partial) => this.kernel(combine, n, `d|${n * parts}`)(partial)));
     this.addReader(result, total);
+    this.recorder?.kernel(this.kernel(combine, n, `a|${n * parts}`), [result], total);
     this.intermediates++;
     void this.deleteAfterReaders(result).then(() => this.intermediates--);
     return total;
@@ -170,6 +180,11 @@ export class GpuJsBackend implements Backend {
       bySignature.set(signature, k);
     }
     return k;
+  }
+
+  /** A buffer's values on the host (webgpu: read back; cpu, webasm: the buffer itself). */
+  async hostArray(buffer: unknown): Promise<Float32Array> {
+    return this.name === 'webgpu' ? this.readDevice(buffer) : (buffer as Float32Array);
   }
 
   /** GPU.js's `createPipeline`: an orchestration of kernels traced once and replayed as one plan. */
