@@ -68,7 +68,7 @@ interface Plan {
 export interface Replayed<A extends Tensor[], R extends ReplayOutput> {
   /** Run `fn` (the first call of a signature) or its plan (later calls). Outputs are new tensors the caller owns. */
   (...args: A): Promise<R>;
-  /** What ran last: `eager` (a first call, or a backend without plans) or GPU.js's executor of the pipelines (`fused-threaded`, `fused-sync`, `generic`). */
+  /** What ran last: `eager` (a first call, or the reference backend), `host` (host plans only), or GPU.js's executor of the pipelines (`fused-sync`, `fused-threaded`, `fused-encoder`, `generic`). */
   readonly executor: string | null;
   /** Why GPU.js's fused executor declined a pipeline of the last call (null when it took them all). */
   readonly fallbackReason: string | null;
