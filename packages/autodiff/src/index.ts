@@ -6,4 +6,5 @@ export { customJvp, customVjp } from './custom.js';
 export { checkGrads, checkJvp, checkVjp } from './check.js';
 export type { CheckGradsOptions } from './check.js';
 export { flatten, treeMap, treeZip } from './pytree.js';
+export { jit, type Jitted } from './jit.js';
 export type { Tree } from './pytree.js';
