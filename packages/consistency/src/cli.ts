@@ -56,6 +56,8 @@ train options:
   --hidden N --depth N            toy/mlp network size (default 256, 3)
   --log-every N --sample-every N --checkpoint-every N --eval-samples N
   --heun-steps N                  sampler steps when evaluating a diffusion model (default 32)
+  --replay                        sCT/sCD: after the tangent warmup, run each step's gradient as
+                                  GPU.js pipelines traced once (replay/jit; no dropout)
  ablation switches (defaults follow Algorithm 1 of the paper):
   --norm l2|rms|clip|none         tangent normalization (default l2: g/(‖g‖ + c))
   --norm-c X                      c (default 0.1)
@@ -94,7 +96,7 @@ const OPTIONS = {
   'ema-halflife-kimg': string, 'ema-rampup': string, 'grad-clip': string, 'p-mean': string, 'p-std': string, hidden: string, depth: string,
   'log-every': string, 'sample-every': string, 'checkpoint-every': string, 'eval-samples': string, 'heun-steps': string,
   norm: string, 'norm-c': string, warmup: string, 'no-adaptive-weighting': bool, 'extra-inv-sigma': bool, tangent: string, 'fd-steps': string,
-  'time-transform': string, 'time-embedding': string,
+  'time-transform': string, 'time-embedding': string, replay: bool,
   run: string, times: string, 'clip-denoised': string, 'denoise-real': string, sampler: string, n: string, samples: string, 'from-scratch': bool, help: bool,
   'teacher-train-steps': string, seeds: string, only: string, classifier: string,
 };
@@ -159,6 +161,7 @@ export function configFromFlags(v: Values): RunConfig {
     fdSteps: num(v, 'fd-steps', d.fdSteps, true),
     timeTransform: choice(v, 'time-transform', ['identity', 'edm'], d.timeTransform),
     timeEmbedding: choice(v, 'time-embedding', ['positional', 'fourier'], d.timeEmbedding),
+    replay: Boolean(v.replay),
   };
 }
 

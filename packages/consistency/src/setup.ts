@@ -50,6 +50,8 @@ export interface RunConfig extends Omit<ScmOptions, 'method'> {
   minutes: number | null;
   evalSamples: number;
   heunSteps: number;
+  /** Replay the sCT/sCD gradient as GPU.js pipelines once the tangent warmup is over (`jit`; one-pass JVP, no dropout). */
+  replay: boolean;
 }
 
 /** Defaults: Algorithm 1 and the paper's CIFAR-10 settings (App. G), scaled where noted. */
@@ -98,6 +100,7 @@ export function defaultConfig(method: Method): RunConfig {
     minutes: null,
     evalSamples: 2000,
     heunSteps: 32,
+    replay: false,
   };
 }
 

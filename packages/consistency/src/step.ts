@@ -81,6 +81,46 @@ export async function diffusionStep<P>(inp: StepInputs<P>, opts: DiffusionStepOp
 export interface ScmStepInputs<P> extends StepInputs<P> {
   /** sCD: the teacher network and its (EMA) parameters; evaluated without dropout. */
   teacher?: { net: NetFn<any>; params: unknown };
+  /**
+   * The one-pass gradients compiled by `jit` (see onePassGradients), used in place of the
+   * eager computation; the caller passes it only when the step is that same function (warmup
+   * over, no dropout).
+   */
+  replayed?: (params: P, phi: WeightingParams, x0: Tensor, z: Tensor, t: Tensor) => Promise<OnePassOutputs<P>>;
+}
+
+/** The loss, the raw tangent norm ‖g‖/√D per sample, and the gradients of (θ, φ). */
+export interface OnePassOutputs<P> {
+  loss: Tensor;
+  gRms: Tensor;
+  gradParams: P;
+  gradPhi: WeightingParams;
+}
+
+/**
+ * sCT / sCD in one pass, for drawn noise z and times t: F_θ⁻ = F_θ numerically (θ⁻ =
+ * stopGradient(θ), the same dropout mask), so the JVP's primal output is the loss's F_θ. The
+ * JVP runs inside the gradient and F comes from it: the network's forward runs once instead
+ * of twice. The tangent J only enters g through stopGradient, so the backward pass never
+ * visits the tangent computations. A function of tensors only (given r and ctx), so that
+ * `jit` can replay it.
+ */
+export function onePassGradients<P>(
+  net: NetFn<P>, head: WeightingHead, opts: ScmOptions, r: number, ctx: NetContext, teacher?: { net: NetFn<any>; params: unknown },
+): (params: P, phi: WeightingParams, x0: Tensor, z: Tensor, t: Tensor) => OnePassOutputs<P> {
+  const sd = opts.sigmaD;
+  return (params, phi, x0, z, t) => {
+    const xt = addNoise(x0, z, t);
+    const dxdt = opts.method === 'sct' ? velocityTarget(x0, z, t) : networkVelocity(teacher!.net, teacher!.params, xt, t, sd);
+    const lossFn = (p: P, ph: WeightingParams) => {
+      const { F, g: raw } = scmTangent({ net, params: p, xt, t, dxdt, r, sigmaD: sd, ctx });
+      const g = normalizeTangent(raw, opts.normalization, opts.normC);
+      return [scmLossOfOutput(F, { phi: ph, head, t, g, opts }), raw];
+    };
+    const [[loss, raw], [gradParams, gradPhi]] = valueAndGrad(lossFn, { argnums: [0, 1], hasAux: true })(params, phi) as [[Tensor, Tensor], [P, WeightingParams]];
+    const gRms = sqrt(div(sumSquaresPerSample(raw), raw.size / raw.shape[0]));
+    return { loss, gRms, gradParams, gradPhi };
+  };
 }
 
 /** One sCT / sCD iteration of Algorithm 1 (gradients only; the caller applies the optimizer). */
@@ -91,29 +131,21 @@ export async function scmStep<P>(inp: ScmStepInputs<P>, opts: ScmOptions): Promi
   const { z, t, dropoutKey } = drawStep(key, x0, sd, opts.pMean, opts.pStd);
   // The same dropout key in the JVP pass and the gradient pass: identical masks, so F_θ − F_θ⁻ = 0.
   const ctx: NetContext = { train, key: dropoutKey };
+
+  if (opts.tangent === 'jvp' && opts.onePass !== false) {
+    const out = inp.replayed
+      ? await inp.replayed(inp.params, inp.phi, x0, z, t)
+      : tidy(() => onePassGradients(net, head, opts, warmupFactor(inp.iter, opts.warmupIters), ctx, teacher)(inp.params, inp.phi, x0, z, t));
+    const loss = (await readArray(out.loss))[0];
+    const tHost = await readArray(t);
+    const gRms = await readArray(out.gRms);
+    for (const x of [z, t, out.loss, out.gRms]) x.dispose();
+    return { loss, gradParams: out.gradParams, gradPhi: out.gradPhi, t: tHost, gRms };
+  }
+
   const xt = tidy(() => addNoise(x0, z, t));
   const velocity = (x: Tensor, tt: Tensor) => tidy(() => networkVelocity(teacher!.net, teacher!.params, x, tt, sd));
   const dxdt = opts.method === 'sct' ? tidy(() => velocityTarget(x0, z, t)) : velocity(xt, t);
-
-  if (opts.tangent === 'jvp' && opts.onePass !== false) {
-    // One pass: F_θ⁻ = F_θ numerically (θ⁻ = stopGradient(θ), the same dropout mask), so the
-    // JVP's primal output is the loss's F_θ. Run the JVP inside the gradient and take F from
-    // it: the network's forward runs once instead of twice. The tangent J only enters g
-    // through stopGradient, so the backward pass never visits the tangent computations.
-    const r = warmupFactor(inp.iter, opts.warmupIters);
-    const lossFn = (p: P, phi: WeightingParams) => {
-      const { F, g: raw } = scmTangent({ net, params: p, xt, t, dxdt, r, sigmaD: sd, ctx });
-      const g = normalizeTangent(raw, opts.normalization, opts.normC);
-      return [scmLossOfOutput(F, { phi, head, t, g, opts }), raw];
-    };
-    const [[lossT, raw], [gradParams, gradPhi]] = valueAndGrad(lossFn, { argnums: [0, 1], hasAux: true })(inp.params, inp.phi) as [[Tensor, Tensor], [P, WeightingParams]];
-    const gRmsT = tidy(() => sqrt(div(sumSquaresPerSample(raw), raw.size / raw.shape[0])));
-    const loss = (await readArray(lossT))[0];
-    const tHost = await readArray(t);
-    const gRms = await readArray(gRmsT);
-    for (const x of new Set([z, t, xt, dxdt, raw, gRmsT, lossT])) x.dispose();
-    return { loss, gradParams, gradPhi, t: tHost, gRms };
-  }
 
   // Two passes: the tangent (a JVP at θ⁻, or the discrete-time tangent of spec §2.11 from two
   // forward passes), then the loss's own forward pass at θ.

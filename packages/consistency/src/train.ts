@@ -11,12 +11,13 @@
 import { mkdir, writeFile, appendFile, access, readFile } from 'node:fs/promises';
 import { join, relative } from 'node:path';
 import { Tensor, random, tidy, dispose, memory, type random as R } from '@scm/tensor';
+import { jit } from '@scm/autodiff';
 import { adam, radam, emaHalflife, clipByGlobalNorm, saveCheckpoint, loadCheckpoint, readCheckpointMetadata, type Optimizer, type OptState, type EmaState, type Params } from '@scm/nn';
 import { buildData, buildModel, defaultConfig, useBackend, type Model, type RunConfig } from './setup.js';
 import { WeightingHead, type WeightingParams } from './weighting.js';
-import { diffusionStep, scmStep, type StepResult } from './step.js';
+import { diffusionStep, onePassGradients, scmStep, type StepResult } from './step.js';
 import { ProgressBar } from './progress.js';
-import { type ScmOptions } from './scm.js';
+import { warmupFactor, type ScmOptions } from './scm.js';
 import { evaluateAndSample, type EvalRecord } from './evaluate.js';
 import { writeReport } from './runreport.js';
 import type { NetFn } from './trigflow.js';
@@ -112,6 +113,8 @@ export interface RunResult {
   /** The signal (SIGINT, SIGTERM) that stopped the run, if one did. */
   signal: string | null;
   evals: EvalRecord[];
+  /** With --replay: what ran the last step's gradient (GPU.js's pipeline executor, or `eager` on its traced first call). */
+  replayExecutor?: string | null;
 }
 
 /**
@@ -202,6 +205,13 @@ export async function train(dir: string, cfgIn: RunConfig, io: RunIO, resume = f
   };
 
   const scmOpts = scmOptionsOf(cfg);
+  // After the warmup (r = 1) and without dropout, a step's gradient is the same function of
+  // (θ, φ, x0, z, t) every iteration: jit replays it.
+  if (cfg.replay && (cfg.method === 'diffusion' || scmOpts.tangent !== 'jvp' || scmOpts.onePass === false || cfg.dropout > 0)) {
+    throw new Error('--replay needs sCT or sCD with the JVP tangent (one pass) and no dropout');
+  }
+  let replayExecutor: string | null = null;
+  const replayed = cfg.replay ? jit(onePassGradients(model.net, head, scmOpts, 1, { train: false }, teacher ?? undefined)) : null;
   const t0 = Date.now();
   let lastCkpt = Date.now();
   let smoothed = 0;
@@ -226,7 +236,7 @@ export async function train(dir: string, cfgIn: RunConfig, io: RunIO, resume = f
       const inputs = { net: model.net, params: state.params, head, phi: state.phi, x0, key, iter: state.step, train: cfg.dropout > 0 };
       const res: StepResult<Params> = cfg.method === 'diffusion'
         ? await diffusionStep(inputs, { sigmaD: cfg.sigmaD, pMean: cfg.pMean, pStd: cfg.pStd, adaptiveWeighting: cfg.adaptiveWeighting })
-        : await scmStep({ ...inputs, teacher: teacher ?? undefined }, scmOpts);
+        : await scmStep({ ...inputs, teacher: teacher ?? undefined, replayed: replayed && warmupFactor(state.step, cfg.warmupIters) === 1 ? replayed : undefined }, scmOpts);
       x0.dispose();
       if (!Number.isFinite(res.loss)) {
         dispose([res.gradParams, res.gradPhi]);
@@ -280,8 +290,12 @@ export async function train(dir: string, cfgIn: RunConfig, io: RunIO, resume = f
   } finally {
     process.off('SIGINT', handlers.SIGINT);
     process.off('SIGTERM', handlers.SIGTERM);
+    replayExecutor = replayed?.last?.executor ?? null;
+    replayed?.dispose();
+    // What the run held (its last state is in the checkpoint): the caller gets none of it.
+    dispose([state.params, state.phi, state.opt, state.ema, teacher?.params]);
   }
-  return { step: state.step, stoppedEarly, signal: stopRequested, evals };
+  return { step: state.step, stoppedEarly, signal: stopRequested, evals, replayExecutor };
 }
 
 /**

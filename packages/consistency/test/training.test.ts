@@ -139,6 +139,30 @@ describe('run directory', () => {
     }
   });
 
+  test.each(['sct', 'scd'] as const)('%s with --replay: after the warmup the gradient runs as replayed pipelines, with the same weights as eager', async (method) => {
+    const root = await mkdtemp(join(tmpdir(), 'scm-replay-'));
+    try {
+      // webasm: GPU.js fuses the pipelines there (the cpu mode walks them one by one).
+      const teacherCfg: RunConfig = { ...defaultConfig('diffusion'), backend: 'webasm', data: 'toy:moons', hidden: 32, depth: 2, batch: 64, steps: 3, logEvery: 1, sampleEvery: 100, checkpointEvery: 100, evalSamples: 64 };
+      const teacherDir = join(root, 'teacher');
+      if (method === 'scd') await train(teacherDir, teacherCfg, { out: quiet });
+      const cfg: RunConfig = { ...teacherCfg, ...defaultConfig(method), backend: 'webasm', data: 'toy:moons', hidden: 32, depth: 2, batch: 64, steps: 6, logEvery: 1, sampleEvery: 100, checkpointEvery: 100, evalSamples: 64, warmupIters: 2, teacher: method === 'scd' ? join(teacherDir, CHECKPOINT) : null };
+      const eager = join(root, 'eager'), replayed = join(root, 'replayed');
+      const before = T.memory();
+      await train(eager, cfg, { out: quiet });
+      const run = await train(replayed, { ...cfg, replay: true }, { out: quiet });
+      expect(run.replayExecutor).toBe('fused-sync');
+      expect(T.memory()).toEqual(before);
+      const [a, b] = [await loadCheckpoint(join(eager, CHECKPOINT)), await loadCheckpoint(join(replayed, CHECKPOINT))];
+      const la = flatten(a.params).leaves, lb = flatten(b.params).leaves;
+      la.forEach((t, k) => expect(Array.from(lb[k].dataSync())).toEqual(Array.from(t.dataSync())));
+      T.dispose([a, b]);
+      await expect(train(join(root, 'dropout'), { ...cfg, replay: true, dropout: 0.1 }, { out: quiet })).rejects.toThrow(/--replay needs .* no dropout/);
+    } finally {
+      await rm(root, { recursive: true, force: true });
+    }
+  });
+
   test('an exported model (EMA weights, head, step) continues training with fresh optimizer state', async () => {
     const root = await mkdtemp(join(tmpdir(), 'scm-export-'));
     try {
