@@ -85,9 +85,9 @@ export interface Replayed<A extends Tensor[], R extends ReplayOutput> {
 export interface ReplayOptions {
   /**
    * true: GPU.js may run each pipeline across its worker pool (`fused-threaded`). Default
-   * false (`fused-sync`): measured (bench/replay.js), the pool only pays for long runs of
-   * large elementwise kernels; between packed products, which use our own helper threads,
-   * its hand-offs cost more than they save.
+   * false (`fused-sync`): measured (bench/replay.js), the pool pays for long runs of large
+   * elementwise kernels only; between packed products, which use our own helper threads, its
+   * hand-offs cost more than they save.
    */
   threads?: boolean;
 }
