@@ -16,15 +16,21 @@ export interface Jitted<A extends unknown[], R> {
   dispose(): void;
 }
 
+/** One argument structure's replay, and (once traced) how its output leaves rebuild fn's result. */
+interface Entry {
+  replayed: Replayed<Tensor[], Tensor[]>;
+  rebuild: { unflatten(leaves: readonly Tensor[]): unknown } | null;
+}
+
 export function jit<A extends unknown[], R>(fn: (...args: A) => R, options: ReplayOptions = {}): Jitted<A, R> {
-  const byStructure = new Map<string, { replayed: Replayed<Tensor[], Tensor[]>; rebuild: { unflatten(leaves: readonly Tensor[]): unknown } | null }>();
+  const byStructure = new Map<string, Entry>();
   let last: Replayed<Tensor[], Tensor[]> | null = null;
   const call = async (...args: A): Promise<R> => {
     const input = flatten(args);
     const key = structureKey(args);
     let entry = byStructure.get(key);
     if (!entry) {
-      const e: { replayed: Replayed<Tensor[], Tensor[]>; rebuild: { unflatten(leaves: readonly Tensor[]): unknown } | null } = { replayed: null!, rebuild: null };
+      const e: Entry = { replayed: null!, rebuild: null };
       e.replayed = replay((...leaves: Tensor[]) => {
         const out = flatten(fn(...(input.unflatten(leaves) as A)));
         e.rebuild = out;

@@ -28,9 +28,10 @@
  * read back first) and outputs come back to the host, where the next call takes them as they
  * are. On the reference backend a replayed function runs eagerly; `executor` says what ran.
  */
-import type { Aval } from './backend.js';
-import { GpuJsBackend, type GpuPipeline } from './backends/gpujs.js';
+import type { Aval, Backend } from './backend.js';
+import { GpuJsBackend, nonEmpty, type GpuPipeline } from './backends/gpujs.js';
 import { TensorError } from './errors.js';
+import { sizeOf } from './shape.js';
 import { Storage, Tensor, tidy } from './tensor.js';
 
 /** Where an input comes from: an argument of the call, an earlier application's result, or a frozen value. */
@@ -134,7 +135,7 @@ export function replay<A extends Tensor[], R extends ReplayOutput>(fn: (...args:
     }
     executor ??= 'host';
     // A fresh buffer per output (fromHost copies): the caller owns it, whatever the plan does with its memory next call.
-    const tensors = plan.outputs.map(({ source, aval }) => new Tensor(aval.shape, aval.dtype, new Storage(backend, backend.fromHost(read(source).subarray(0, sizeOfAval(aval)), aval))));
+    const tensors = plan.outputs.map(({ source, aval }) => new Tensor(aval.shape, aval.dtype, new Storage(backend, backend.fromHost(read(source).subarray(0, sizeOf(aval.shape)), aval))));
     return plan.rebuild(tensors) as R;
   };
 
@@ -264,7 +265,7 @@ function pipelineOf(backend: GpuJsBackend, applications: readonly Application[],
   return { kind: 'pipeline', pipeline, inputs, produces };
 }
 
-function checkArguments(args: readonly unknown[]): unknown {
+function checkArguments(args: readonly unknown[]): Backend {
   if (args.length === 0) throw new TensorError('replay', 'a replayed function needs at least one tensor argument (what changes between calls)');
   args.forEach((a, i) => {
     if (!(a instanceof Tensor)) throw new TensorError('replay', `argument ${i} is not a Tensor (got ${typeof a}); pass tensors only, and capture other values`);
@@ -300,7 +301,7 @@ function checkOutputs(values: readonly unknown[]): void {
   });
 }
 
-/** Outputs the caller owns: an argument returned as it is becomes a copy. */
+/** Outputs the caller owns: an argument (or an output) returned again becomes a new tensor on its buffer. */
 function ownOutputs(out: ReplayOutput, args: readonly Tensor[]): ReplayOutput {
   const { tensors, rebuild } = flatten(out);
   const inputs = new Set(args);
@@ -312,11 +313,3 @@ function ownOutputs(out: ReplayOutput, args: readonly Tensor[]): ReplayOutput {
   }));
 }
 
-function sizeOfAval(a: Aval): number {
-  return a.shape.reduce((p, d) => p * d, 1);
-}
-
-/** GPU.js cannot pass an empty array to a kernel; a kernel never reads an empty input, so one cell stands in. */
-function nonEmpty(a: Float32Array): Float32Array {
-  return a.length === 0 ? new Float32Array(1) : a;
-}

@@ -234,7 +234,7 @@ export function tidy<T>(fn: () => T): T {
     return result;
   }
   // The common case of an op's scope: it made nothing but the tensor it returns.
-  if (scope.size <= 1 && (scope.size === 0 || (result instanceof Tensor && scope.has(result) && !result.trace))) {
+  if (scope.size === 0 || (scope.size === 1 && result instanceof Tensor && scope.has(result))) {
     for (const t of scope) track(t);
     return result;
   }

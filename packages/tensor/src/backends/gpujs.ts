@@ -59,7 +59,7 @@ export class GpuJsBackend implements Backend {
   /** webgpu: whether long sums with few cells are split (Primitive.split); benchmarks compare both. */
   splitSums = true;
 
-  /** Set while `replay` traces a function on this backend (cpu, webasm). */
+  /** Set while `replay` traces a function on this backend. */
   recorder: KernelRecorder | null = null;
 
   constructor(readonly name: GpuMode, private readonly gpu: GpuInstance) {}
@@ -128,8 +128,6 @@ export class GpuJsBackend implements Backend {
     const split = this.splitSums ? prim.split?.(inAvals, params, out) : null;
     const parts = split ? splitParts(n, split.extent, split.terms) : 1;
     const source = parts > 1 ? split!.kernel(parts) : prim.kernel(inAvals, params, out);
-    // A replay's pipelines pass every argument from the host (GPU.js's encoder takes no device handles as arguments).
-    const hostKinds = (count: number) => 'a'.repeat(count);
     const result = quiet(
       Promise.all(inputs as Promise<unknown>[]).then((args) => {
         const kinds = args.map((a) => (a instanceof Float32Array ? 'a' : 'd')).join('');
@@ -137,7 +135,8 @@ export class GpuJsBackend implements Backend {
       }),
     );
     for (const b of inputs) this.addReader(b, result);
-    this.recorder?.kernel(this.kernel(source, n * parts, `${hostKinds(inputs.length)}|${argSizes(inAvals)}`), inputs, result);
+    // A replay's pipelines pass every argument from the host (GPU.js's encoder takes no device handles as arguments).
+    this.recorder?.kernel(this.kernel(source, n * parts, `${'a'.repeat(inputs.length)}|${argSizes(inAvals)}`), inputs, result);
     if (parts === 1) return result;
     // The partial sums, laid out [parts, n], summed by a second kernel, then deleted.
     this.planRuns.set(`${prim.name}:split`, (this.planRuns.get(`${prim.name}:split`) ?? 0) + 1);
@@ -282,7 +281,7 @@ function flatCells(result: unknown, length: number): Float32Array {
 }
 
 /** GPU.js cannot pass an empty array to a kernel; a kernel never reads an empty input, so one cell stands in. */
-function nonEmpty<T>(a: T): T | Float32Array {
+export function nonEmpty<T>(a: T): T | Float32Array {
   return a instanceof Float32Array && a.length === 0 ? new Float32Array(1) : a;
 }
 
