@@ -34,6 +34,8 @@ export interface CifarOptions {
   steps: number;
   warmup: number;
   teacherLr: number;
+  /** keep every N-th step's checkpoint of each run (checkpoint-STEP.safetensors), to judge the stages later */
+  keepEvery: number | null;
   /** samples per row of the table (and real images in the reference) */
   samples: number;
   heunSteps: number;
@@ -151,7 +153,7 @@ export async function judgeCifarDenoising(j: CifarJudge, ckpt: string, times: re
 export async function cifarExperiment(o: CifarOptions, only?: string[]): Promise<string> {
   await useBackend(o.backend);
   const { source, pool } = cifarData(o.data);
-  const common: Partial<RunConfig> = { data: o.data, model: o.model, backend: o.backend, batch: o.batch, logEvery: 5, checkpointEvery: 25, sampleEvery: 100, heunSteps: o.heunSteps, evalSamples: 64 };
+  const common: Partial<RunConfig> = { data: o.data, model: o.model, backend: o.backend, batch: o.batch, logEvery: 5, checkpointEvery: 25, sampleEvery: 100, heunSteps: o.heunSteps, evalSamples: 64, keepEvery: o.keepEvery };
   const teacher = await ensureRun(join(o.out, 'teacher'), { ...defaultConfig('diffusion'), ...common, lr: o.teacherLr, steps: o.teacherSteps }, o.log);
   // The consistency models start from the teacher's EMA weights (paper §3.4); a short tangent warmup.
   const runs = {

@@ -29,7 +29,7 @@ usage:
                                   CIFAR-10 (Fréchet distance in a CIFAR-10 classifier's features)
   scm report --run DIR            rebuild DIR/report.html from its metrics
   scm experiment toy|ablations|gaussian|mnist|digits|cifar [--data toy:NAME] [--steps N] [--teacher-train-steps N]
-                 [--seeds N] [--only a,b] [--out DIR]
+                 [--seeds N] [--only a,b] [--out DIR] [--keep-every N] (cifar: also --model NAME)
                                   the RESULTS.md tables (runs are resumable; finished ones are skipped)
   scm export --run DIR --out FILE  a small model file to continue from (EMA weights, no optimizer state)
   scm start  [--from-scratch] [--minutes M] [--model NAME]
@@ -55,6 +55,7 @@ train options:
   --p-mean X --p-std X            time proposal log(σ_d tan t) ~ N(P_mean, P_std²)
   --hidden N --depth N            toy/mlp network size (default 256, 3)
   --log-every N --sample-every N --checkpoint-every N --eval-samples N
+  --keep-every N                  also keep every N-th step's checkpoint as checkpoint-STEP.safetensors
   --heun-steps N                  sampler steps when evaluating a diffusion model (default 32)
   --replay                        sCT/sCD: after the tangent warmup, run each step's gradient as
                                   GPU.js pipelines traced once (replay/jit; no dropout)
@@ -94,7 +95,7 @@ const OPTIONS = {
   method: string, data: string, model: string, steps: string, batch: string, lr: string, optimizer: string, beta2: string, seed: string,
   backend: string, out: string, resume: bool, minutes: string, teacher: string, init: string, dropout: string,
   'ema-halflife-kimg': string, 'ema-rampup': string, 'grad-clip': string, 'p-mean': string, 'p-std': string, hidden: string, depth: string,
-  'log-every': string, 'sample-every': string, 'checkpoint-every': string, 'eval-samples': string, 'heun-steps': string,
+  'log-every': string, 'sample-every': string, 'checkpoint-every': string, 'keep-every': string, 'eval-samples': string, 'heun-steps': string,
   norm: string, 'norm-c': string, warmup: string, 'no-adaptive-weighting': bool, 'extra-inv-sigma': bool, tangent: string, 'fd-steps': string,
   'time-transform': string, 'time-embedding': string, replay: bool,
   run: string, times: string, 'clip-denoised': string, 'denoise-real': string, sampler: string, n: string, samples: string, 'from-scratch': bool, help: bool,
@@ -150,6 +151,7 @@ export function configFromFlags(v: Values): RunConfig {
     logEvery: num(v, 'log-every', isImage ? 1 : d.logEvery, true),
     sampleEvery: num(v, 'sample-every', d.sampleEvery, true),
     checkpointEvery: num(v, 'checkpoint-every', isImage ? 50 : d.checkpointEvery, true),
+    keepEvery: keepEvery(v),
     evalSamples: num(v, 'eval-samples', d.evalSamples, true),
     heunSteps: num(v, 'heun-steps', d.heunSteps, true),
     normalization: choice(v, 'norm', ['l2', 'rms', 'clip', 'none'], d.normalization),
@@ -273,6 +275,14 @@ async function evalCifar(v: Values, path: string, config: RunConfig): Promise<vo
   dispose(judge.params);
 }
 
+/** `--keep-every N`: a positive integer, or null when not given. */
+function keepEvery(v: Values): number | null {
+  if (v['keep-every'] === undefined) return null;
+  const n = num(v, 'keep-every', 0, true);
+  if (n < 1) throw new Error(`--keep-every expects a positive integer, got "${v['keep-every']}"`);
+  return n;
+}
+
 /** `--seed N` or `--seed a,b,...`: non-negative integers. */
 function parseSeeds(text: unknown, dflt: number): number[] {
   if (text === undefined) return [dflt];
@@ -358,7 +368,7 @@ async function cmdExperiment(v: Values, positionals: string[]): Promise<void> {
       model: (v.model as string | undefined) ?? 'nano',
       backend: choice<BackendName>(v, 'backend', ['reference', 'cpu', 'webasm', 'webgpu'], (process.env.TENSOR_BACKEND as BackendName) ?? 'webasm'),
       batch: num(v, 'batch', 32, true), teacherSteps: num(v, 'teacher-train-steps', 800, true), steps: num(v, 'steps', 300, true),
-      warmup: num(v, 'warmup', 100, true), teacherLr: num(v, 'lr', 2e-4), samples: num(v, 'samples', 1000, true), heunSteps: num(v, 'heun-steps', 16, true),
+      warmup: num(v, 'warmup', 100, true), teacherLr: num(v, 'lr', 2e-4), keepEvery: keepEvery(v), samples: num(v, 'samples', 1000, true), heunSteps: num(v, 'heun-steps', 16, true),
       log: (l) => console.log(l),
     }, v.only ? String(v.only).split(',') : undefined));
     return;

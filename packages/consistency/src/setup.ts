@@ -47,6 +47,8 @@ export interface RunConfig extends Omit<ScmOptions, 'method'> {
   sampleEvery: number;
   checkpointEvery: number;
   checkpointMinutes: number;
+  /** Also keep the checkpoint of every N-th step as checkpoint-STEP.safetensors (stages of a long run, to judge later); null: only the latest. */
+  keepEvery: number | null;
   minutes: number | null;
   evalSamples: number;
   heunSteps: number;
@@ -97,6 +99,7 @@ export function defaultConfig(method: Method): RunConfig {
     sampleEvery: 500,
     checkpointEvery: 500,
     checkpointMinutes: 5,
+    keepEvery: null,
     minutes: null,
     evalSamples: 2000,
     heunSteps: 32,

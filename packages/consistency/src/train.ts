@@ -3,12 +3,13 @@
  * a pure function of (seed, step) and the data loader's batches are a pure function of
  * the step, so a run resumed from its last checkpoint continues exactly as it would have.
  * Checkpoints are atomic (write, fsync, rename) and written every `checkpointEvery` steps,
- * every `checkpointMinutes`, at the end, and on SIGINT/SIGTERM.
+ * every `checkpointMinutes`, at the end, and on SIGINT/SIGTERM; with `keepEvery`, the one of
+ * every N-th step is also kept as checkpoint-STEP.safetensors.
  *
  * A run directory holds: config.json, metrics.jsonl (one JSON object per line: training
  * records and evaluation records), checkpoint.safetensors, samples/ and report.html.
  */
-import { mkdir, writeFile, appendFile, access, readFile } from 'node:fs/promises';
+import { mkdir, writeFile, appendFile, access, readFile, copyFile, rename, open } from 'node:fs/promises';
 import { join, relative } from 'node:path';
 import { Tensor, random, tidy, dispose, memory, type random as R } from '@scm/tensor';
 import { jit } from '@scm/autodiff';
@@ -23,6 +24,24 @@ import { writeReport } from './runreport.js';
 import type { NetFn } from './trigflow.js';
 
 export const CHECKPOINT = 'checkpoint.safetensors';
+
+/** The name of the checkpoint kept at `step` with `keepEvery` (the latest is always CHECKPOINT). */
+export function keptCheckpoint(step: number): string {
+  return `checkpoint-${step}.safetensors`;
+}
+
+/** Copy to a temporary name beside the target, then rename: a reader never sees half a file. */
+async function copyAtomically(from: string, to: string): Promise<void> {
+  const tmp = `${to}.tmp-${process.pid}`;
+  await copyFile(from, tmp);
+  const file = await open(tmp, 'r+');
+  try {
+    await file.sync();
+  } finally {
+    await file.close();
+  }
+  await rename(tmp, to);
+}
 
 export interface TrainState {
   step: number;
@@ -128,7 +147,7 @@ export async function train(dir: string, cfgIn: RunConfig, io: RunIO, resume = f
   if (resume) {
     if (!(await exists(ckptPath))) throw new Error(`--resume: no checkpoint at ${ckptPath}`);
     const saved = await readRunConfig(ckptPath);
-    cfg = { ...saved, steps: cfgIn.steps, minutes: cfgIn.minutes, logEvery: cfgIn.logEvery, sampleEvery: cfgIn.sampleEvery, checkpointEvery: cfgIn.checkpointEvery, checkpointMinutes: cfgIn.checkpointMinutes, backend: cfgIn.backend };
+    cfg = { ...saved, steps: cfgIn.steps, minutes: cfgIn.minutes, logEvery: cfgIn.logEvery, sampleEvery: cfgIn.sampleEvery, checkpointEvery: cfgIn.checkpointEvery, checkpointMinutes: cfgIn.checkpointMinutes, keepEvery: cfgIn.keepEvery, backend: cfgIn.backend };
   }
   await useBackend(cfg.backend);
   const bar = new ProgressBar(io.out);
@@ -179,8 +198,10 @@ export async function train(dir: string, cfgIn: RunConfig, io: RunIO, resume = f
   }
   await writeFile(join(dir, 'config.json'), JSON.stringify(cfg, null, 2) + '\n');
 
+  const keepsStep = (step: number) => (cfg.keepEvery ?? 0) > 0 && step > 0 && step % cfg.keepEvery! === 0;
   const save = async () => {
     await saveCheckpoint(ckptPath, { step: state.step, params: state.params, phi: state.phi, opt: state.opt, ema: state.ema }, { metadata: { 'scm.config': JSON.stringify(cfg) } });
+    if (keepsStep(state.step)) await copyAtomically(ckptPath, join(dir, keptCheckpoint(state.step)));
   };
 
   // The first signal stops after the current step with a checkpoint; another one more than a
@@ -278,7 +299,7 @@ export async function train(dir: string, cfgIn: RunConfig, io: RunIO, resume = f
         await appendFile(join(dir, 'metrics.jsonl'), JSON.stringify(rec) + '\n');
       }
       if (state.step % cfg.sampleEvery === 0 && state.step < cfg.steps) await doEval();
-      if (state.step % cfg.checkpointEvery === 0 || Date.now() - lastCkpt > cfg.checkpointMinutes * 60_000) {
+      if (state.step % cfg.checkpointEvery === 0 || keepsStep(state.step) || Date.now() - lastCkpt > cfg.checkpointMinutes * 60_000) {
         await save();
         lastCkpt = Date.now();
       }

@@ -4,7 +4,7 @@
  * killed and resumed to the same result.
  */
 import { beforeAll, describe, expect, test } from 'vitest';
-import { mkdtemp, mkdir, readFile, rm, access } from 'node:fs/promises';
+import { mkdtemp, mkdir, readFile, readdir, rm, access } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as T from '@scm/tensor';
@@ -14,7 +14,7 @@ import { diffusionStep, scmStep } from '../src/step.js';
 import { WeightingHead } from '../src/weighting.js';
 import { defaultScmOptions, type ScmOptions } from '../src/scm.js';
 import { toySource, defaultConfig, type RunConfig } from '../src/setup.js';
-import { train, exportModel, CHECKPOINT } from '../src/train.js';
+import { train, exportModel, keptCheckpoint, CHECKPOINT } from '../src/train.js';
 import type { NetFn } from '../src/trigflow.js';
 
 beforeAll(() => T.setBackend('cpu'));
@@ -110,6 +110,24 @@ describe('a few training steps', () => {
 });
 
 describe('run directory', () => {
+  test('keepEvery keeps every N-th step checkpoint, also across a resume, and nothing half-written', async () => {
+    const root = await mkdtemp(join(tmpdir(), 'scm-keep-'));
+    try {
+      const cfg: RunConfig = { ...defaultConfig('diffusion'), backend: 'cpu', data: 'toy:moons', hidden: 16, depth: 2, batch: 32, steps: 3, logEvery: 1, sampleEvery: 100, checkpointEvery: 100, keepEvery: 2, evalSamples: 64 };
+      await train(root, cfg, { out: quiet });
+      await train(root, { ...cfg, steps: 5 }, { out: quiet }, true);
+      const files = (await readdir(root)).filter((f) => f.includes('checkpoint')).sort();
+      expect(files).toEqual([CHECKPOINT, keptCheckpoint(2), keptCheckpoint(4)].sort());
+      const [kept2, kept4, latest] = await Promise.all([keptCheckpoint(2), keptCheckpoint(4), CHECKPOINT].map((f) => loadCheckpoint(join(root, f))));
+      expect([kept2.step, kept4.step, latest.step]).toEqual([2, 4, 5]);
+      // the kept step-4 weights are not the latest ones (a copy of that step, not a link to the file)
+      expect(Array.from(flatten(kept4.params).leaves[0].dataSync())).not.toEqual(Array.from(flatten(latest.params).leaves[0].dataSync()));
+      T.dispose([kept2, kept4, latest]);
+    } finally {
+      await rm(root, { recursive: true, force: true });
+    }
+  });
+
   test('train writes checkpoints, metrics, samples and a report; a resumed run matches an uninterrupted one', async () => {
     const root = await mkdtemp(join(tmpdir(), 'scm-run-'));
     try {
