@@ -9,7 +9,7 @@
  * A run directory holds: config.json, metrics.jsonl (one JSON object per line: training
  * records and evaluation records), checkpoint.safetensors, samples/ and report.html.
  */
-import { mkdir, writeFile, appendFile, access, readFile, copyFile, rename, open } from 'node:fs/promises';
+import { mkdir, writeFile, appendFile, access, readFile } from 'node:fs/promises';
 import { join, relative } from 'node:path';
 import { Tensor, random, tidy, dispose, memory, type random as R } from '@scm/tensor';
 import { jit } from '@scm/autodiff';
@@ -28,19 +28,6 @@ export const CHECKPOINT = 'checkpoint.safetensors';
 /** The name of the checkpoint kept at `step` with `keepEvery` (the latest is always CHECKPOINT). */
 export function keptCheckpoint(step: number): string {
   return `checkpoint-${step}.safetensors`;
-}
-
-/** Copy to a temporary name beside the target, then rename: a reader never sees half a file. */
-async function copyAtomically(from: string, to: string): Promise<void> {
-  const tmp = `${to}.tmp-${process.pid}`;
-  await copyFile(from, tmp);
-  const file = await open(tmp, 'r+');
-  try {
-    await file.sync();
-  } finally {
-    await file.close();
-  }
-  await rename(tmp, to);
 }
 
 export interface TrainState {
@@ -198,10 +185,14 @@ export async function train(dir: string, cfgIn: RunConfig, io: RunIO, resume = f
   }
   await writeFile(join(dir, 'config.json'), JSON.stringify(cfg, null, 2) + '\n');
 
-  const keepsStep = (step: number) => (cfg.keepEvery ?? 0) > 0 && step > 0 && step % cfg.keepEvery! === 0;
+  const keepEvery = cfg.keepEvery ?? 0;
+  const keepsStep = (step: number) => keepEvery > 0 && step > 0 && step % keepEvery === 0;
   const save = async () => {
-    await saveCheckpoint(ckptPath, { step: state.step, params: state.params, phi: state.phi, opt: state.opt, ema: state.ema }, { metadata: { 'scm.config': JSON.stringify(cfg) } });
-    if (keepsStep(state.step)) await copyAtomically(ckptPath, join(dir, keptCheckpoint(state.step)));
+    const tree = { step: state.step, params: state.params, phi: state.phi, opt: state.opt, ema: state.ema };
+    const opts = { metadata: { 'scm.config': JSON.stringify(cfg) } };
+    await saveCheckpoint(ckptPath, tree, opts);
+    // A stage kept for later: written the same atomic way, under its own name.
+    if (keepsStep(state.step)) await saveCheckpoint(join(dir, keptCheckpoint(state.step)), tree, opts);
   };
 
   // The first signal stops after the current step with a checkpoint; another one more than a

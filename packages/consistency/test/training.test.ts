@@ -120,7 +120,7 @@ describe('run directory', () => {
       expect(files).toEqual([CHECKPOINT, keptCheckpoint(2), keptCheckpoint(4)].sort());
       const [kept2, kept4, latest] = await Promise.all([keptCheckpoint(2), keptCheckpoint(4), CHECKPOINT].map((f) => loadCheckpoint(join(root, f))));
       expect([kept2.step, kept4.step, latest.step]).toEqual([2, 4, 5]);
-      // the kept step-4 weights are not the latest ones (a copy of that step, not a link to the file)
+      // the kept step-4 file holds that step's weights, not the latest ones
       expect(Array.from(flatten(kept4.params).leaves[0].dataSync())).not.toEqual(Array.from(flatten(latest.params).leaves[0].dataSync()));
       T.dispose([kept2, kept4, latest]);
     } finally {
