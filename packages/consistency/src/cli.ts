@@ -15,7 +15,7 @@ import { writeReport } from './runreport.js';
 import { consistencyTimes, karrasTimes, initialNoise, sampleConsistency, sampleDDIM, sampleHeun } from './samplers.js';
 import { sampleSpecs, toPointSet, saveScatterPng, displayImages, generate, type SampleSpec } from './evaluate.js';
 import { loadDigitJudge, scoreDigits, trainDigitClassifier, realDigits, evaluateDigitsRun, defaultJudgePath } from './digits.js';
-import { slicedWasserstein2, meanNearestDistance } from './metrics.js';
+import { slicedWasserstein2, meanNearestDistance, pairedSummary } from './metrics.js';
 import { cifarExperiment, loadCifarJudge, judgeCifarRun, judgeCifarDenoising } from './cifar.js';
 import { toyExperiment, ablationExperiment, gaussianExperiment, mnistExperiment, evaluateRun, type ExperimentOptions } from './experiments.js';
 
@@ -80,7 +80,8 @@ sample options:
 
 eval options:
   --samples N                     (default 4000 points, 1000 digits)
-  --seed N | --seed a,b,...       the samplers' noises; CIFAR-10 runs take a list (one JSON line per seed)
+  --seed N | --seed a,b,...       the samplers' noises; CIFAR-10 runs take a list (one JSON line per seed,
+                                  then a summary: means and each sampler minus the first, paired by seed)
   --steps N | --times a,b,...     CIFAR-10 and MNIST runs: one consistency sampler instead of 1 and 2 steps
   --classifier PATH               MNIST runs: the digit classifier (default runs/mnist<size>-judge/,
                                   trained by scm experiment digits [--data mnist:14], or for 14×14 the
@@ -262,15 +263,22 @@ async function evalCifar(v: Values, path: string, config: RunConfig): Promise<vo
   const judge = await loadCifarJudge((v.classifier as string | undefined) ?? CIFAR_CLASSIFIER, config.data, num(v, 'samples', 1000, true));
   const specs = evalSpecs(v, config);
   const denoiseTimes = v['denoise-real'] === undefined ? [] : parseTimes(String(v['denoise-real']), '--denoise-real', false);
-  // Several seeds (--seed 7,8,9) reuse the judge: one JSON line per seed, each sampler on that seed's noises.
+  // Several seeds (--seed 7,8,9) reuse the judge: one JSON line per seed, each sampler on that seed's noises,
+  // then one line that summarizes them (means, and each sampler against the first, paired by seed).
+  const perSeed: Record<string, number>[] = [];
   for (const seed of seeds) {
     const fds = await judgeCifarRun(judge, path, specs.map((s) => s.sampler), seed);
     const denoised = denoiseTimes.length ? await judgeCifarDenoising(judge, path, denoiseTimes, seed) : [];
+    const scores = Object.fromEntries(specs.map((s, i) => [s.name, fds[i]]));
+    perSeed.push(scores);
     console.log(JSON.stringify({
       run: path, method: config.method, samples: judge.n, seed, real_train_images: judge.floor,
-      ...Object.fromEntries(specs.map((s, i) => [s.name, fds[i]])),
+      ...scores,
       ...Object.fromEntries(denoiseTimes.map((t, i) => [`denoise-real:${t}`, denoised[i]])),
     }));
+  }
+  if (seeds.length > 1) {
+    console.log(JSON.stringify({ run: path, method: config.method, samples: judge.n, seeds, summary: pairedSummary(perSeed, specs.map((s) => s.name)) }));
   }
   dispose(judge.params);
 }

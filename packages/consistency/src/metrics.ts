@@ -105,3 +105,39 @@ export function meanNearestDistance(from: PointSet, to: PointSet): number {
   }
   return total / from.n;
 }
+
+/** Mean and standard error (sample standard deviation / √n; null for one value) of a list. */
+export function meanAndError(values: number[]): { mean: number; se: number | null } {
+  const n = values.length;
+  const mean = values.reduce((s, v) => s + v, 0) / n;
+  if (n < 2) return { mean, se: null };
+  const variance = values.reduce((s, v) => s + (v - mean) ** 2, 0) / (n - 1);
+  return { mean, se: Math.sqrt(variance / n) };
+}
+
+/**
+ * Several noise sets of one checkpoint, summarized: each sampler's mean and standard error
+ * over the sets, and each later sampler against the first, paired by set (both start from
+ * the same noises, so their difference varies much less than either figure): the mean
+ * difference, its standard error and in how many sets the later sampler scored lower
+ * (distances: lower is better).
+ */
+export function pairedSummary(perSet: Record<string, number>[], names: string[]) {
+  if (!perSet.length || !names.length) throw new Error('pairedSummary: expected at least one set and one sampler');
+  const column = (name: string) => perSet.map((row) => {
+    if (typeof row[name] !== 'number') throw new Error(`pairedSummary: a set has no value for "${name}"`);
+    return row[name];
+  });
+  const [first, ...rest] = names;
+  const base = column(first);
+  return {
+    sets: perSet.length,
+    mean: Object.fromEntries(names.map((name) => [name, meanAndError(column(name)).mean])),
+    se: Object.fromEntries(names.map((name) => [name, meanAndError(column(name)).se])),
+    [`minus_${first}`]: Object.fromEntries(rest.map((name) => {
+      const diff = column(name).map((v, i) => v - base[i]);
+      const { mean, se } = meanAndError(diff);
+      return [name, { mean, se, lower_in: diff.filter((d) => d < 0).length }];
+    })),
+  };
+}

@@ -91,9 +91,16 @@ describe('scm experiment cifar', () => {
       expect(line['2step']).toBeCloseTo(cells[2][1], 1);
       // --seed a,b: one line per seed on the same judge; the default seed's line is the one above.
       const seeded = (await captureOutput(() => main(['eval', '--run', join(o.out, 'sct'), '--classifier', classifier, '--samples', '12', '--seed', '8,7']))).filter((l) => l.startsWith('{')).map((l) => JSON.parse(l));
-      expect(seeded.map((l) => l.seed)).toEqual([8, 7]);
+      expect(seeded.map((l) => l.seed)).toEqual([8, 7, undefined]);
       expect(seeded[1]['1step']).toBeCloseTo(line['1step'], 6);
       expect(seeded[0]['1step']).not.toBeCloseTo(line['1step'], 6);
+      // ... then the summary line: means over the seeds and 2 steps minus 1 step, paired by seed.
+      const { summary } = seeded[2];
+      expect(seeded[2].seeds).toEqual([8, 7]);
+      expect(summary.mean['1step']).toBeCloseTo((seeded[0]['1step'] + seeded[1]['1step']) / 2, 9);
+      const diffs = [0, 1].map((i) => seeded[i]['2step'] - seeded[i]['1step']);
+      expect(summary.minus_1step['2step'].mean).toBeCloseTo((diffs[0] + diffs[1]) / 2, 9);
+      expect(summary.minus_1step['2step'].lower_in).toBe(diffs.filter((d) => d < 0).length);
       await expect(main(['eval', '--run', join(o.out, 'sct'), '--seed', '7,x'])).rejects.toThrow(/--seed expects a non-negative integer/);
       // --times: the 2-step sampler written out (T, t_mid) gives the same number.
       const timed = await captureOutput(() => main(['eval', '--run', join(o.out, 'sct'), '--classifier', classifier, '--samples', '12', '--times', `${T_MAX},${T_MID}`]));

@@ -3,11 +3,32 @@ import { describe, expect, test } from 'vitest';
 import { mkdtemp, readFile, rm, access } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { slicedWasserstein2, w2Squared1d, moments, meanNearestDistance } from '../src/metrics.js';
+import { slicedWasserstein2, w2Squared1d, moments, meanNearestDistance, meanAndError, pairedSummary } from '../src/metrics.js';
 import { ProgressBar, formatDuration, formatProgress } from '../src/progress.js';
 import { lineChartSvg, renderReport } from '../src/report.js';
 import { configFromFlags, main } from '../src/cli.js';
 import { captureOutput } from './helpers.js';
+
+describe('summaries over noise sets', () => {
+  test('mean and standard error', () => {
+    expect(meanAndError([3])).toEqual({ mean: 3, se: null });
+    const { mean, se } = meanAndError([1, 2, 3, 6]);
+    expect(mean).toBe(3);
+    expect(se).toBeCloseTo(Math.sqrt(14 / 3 / 4), 12); // sample variance 14/3
+  });
+  test('paired differences against the first sampler', () => {
+    const sets = [{ a: 10, b: 9 }, { a: 12, b: 13 }, { a: 11, b: 9 }];
+    const s = pairedSummary(sets, ['a', 'b']);
+    expect(s.sets).toBe(3);
+    expect(s.mean).toEqual({ a: 11, b: 31 / 3 });
+    const d = s.minus_a as Record<string, { mean: number; se: number; lower_in: number }>;
+    expect(d.b.mean).toBeCloseTo(-2 / 3, 12); // differences -1, +1, -2
+    expect(d.b.se).toBeCloseTo(Math.sqrt(7 / 3 / 3), 12);
+    expect(d.b.lower_in).toBe(2);
+    expect(() => pairedSummary([{ a: 1 }], ['a', 'b'])).toThrow(/no value for "b"/);
+    expect(() => pairedSummary([], ['a'])).toThrow(/at least one set/);
+  });
+});
 
 describe('sliced Wasserstein-2', () => {
   const pts = (xy: number[]) => ({ data: xy, n: xy.length / 2, d: 2 });
