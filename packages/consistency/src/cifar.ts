@@ -39,6 +39,8 @@ export interface CifarOptions {
   /** samples per row of the table (and real images in the reference) */
   samples: number;
   heunSteps: number;
+  /** sCT's dropout rate (the paper's CIFAR-10 recipe: 0.20; sCD has none); default 0, as in the tables made before it was an option */
+  sctDropout?: number;
   log: (line: string) => void;
 }
 
@@ -157,7 +159,7 @@ export async function cifarExperiment(o: CifarOptions, only?: string[]): Promise
   const teacher = await ensureRun(join(o.out, 'teacher'), { ...defaultConfig('diffusion'), ...common, lr: o.teacherLr, steps: o.teacherSteps }, o.log);
   // The consistency models start from the teacher's EMA weights (paper §3.4); a short tangent warmup.
   const runs = {
-    sct: () => ensureRun(join(o.out, 'sct'), { ...defaultConfig('sct'), ...common, steps: o.steps, init: teacher, warmupIters: o.warmup }, o.log),
+    sct: () => ensureRun(join(o.out, 'sct'), { ...defaultConfig('sct'), ...common, steps: o.steps, init: teacher, warmupIters: o.warmup, dropout: o.sctDropout ?? 0 }, o.log),
     scd: () => ensureRun(join(o.out, 'scd'), { ...defaultConfig('scd'), ...common, steps: o.steps, teacher, warmupIters: o.warmup }, o.log),
   };
   if (only) {
@@ -179,7 +181,7 @@ export async function cifarExperiment(o: CifarOptions, only?: string[]): Promise
 
   const res = pool === 1 ? '32×32' : '16×16 (2×2-averaged; enlarged 2× for the classifier, real images too)';
   const table = [
-    `CIFAR-10 (${source}), ${res}, UNet "${o.model}", batch ${o.batch}: teacher ${o.teacherSteps} steps (RAdam lr ${o.teacherLr}), sCT and sCD ${o.steps} steps each (lr 1e-4, tangent warmup ${o.warmup}), EMA weights.`,
+    `CIFAR-10 (${source}), ${res}, UNet "${o.model}", batch ${o.batch}: teacher ${o.teacherSteps} steps (RAdam lr ${o.teacherLr}), sCT and sCD ${o.steps} steps each (lr 1e-4, tangent warmup ${o.warmup}${o.sctDropout ? `, sCT dropout ${o.sctDropout}` : ''}), EMA weights.`,
     `Each cell: Fréchet distance between ${judge.n} samples and ${judge.n} real test images in the features of the CIFAR-10 classifier (${relative(process.cwd(), o.classifier)}; 128-wide penultimate layer). Not FID (no Inception network); lower is better.`,
     '',
     '| model | 1 step | 2 steps | many steps |',

@@ -66,11 +66,14 @@ describe('scm experiment cifar', () => {
       const logs: string[] = [];
       const o = {
         out: join(dir, 'exp'), data: `cifar10@16:${data}`, classifier, model: 'mlp', backend: 'webasm' as const, batch: 4,
-        teacherSteps: 2, steps: 1, warmup: 1, teacherLr: 2e-4, keepEvery: 2, samples: 12, heunSteps: 2, log: (l: string) => logs.push(l),
+        teacherSteps: 2, steps: 1, warmup: 1, teacherLr: 2e-4, keepEvery: 2, samples: 12, heunSteps: 2, sctDropout: 0.2, log: (l: string) => logs.push(l),
       };
       // --only sct: the teacher (needed) and sCT, no sCD, no table.
       expect(await cifarExperiment(o, ['sct'])).toMatch(/trained teacher, sct/);
       expect((await readdir(o.out)).sort()).toEqual(['sct', 'teacher']);
+      // sctDropout reaches sCT's configuration (the paper: 0.20 for sCT, none for sCD or the teacher)
+      expect(JSON.parse(await readFile(join(o.out, 'sct', 'config.json'), 'utf8')).dropout).toBe(0.2);
+      expect(JSON.parse(await readFile(join(o.out, 'teacher', 'config.json'), 'utf8')).dropout).toBe(0);
       // --keep-every 2: the teacher's step-2 checkpoint kept beside the latest; sCT (1 step) keeps none
       expect(await readdir(join(o.out, 'teacher'))).toContain('checkpoint-2.safetensors');
       expect((await readdir(join(o.out, 'sct'))).filter((f) => f.startsWith('checkpoint-'))).toEqual([]);
