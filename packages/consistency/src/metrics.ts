@@ -124,20 +124,18 @@ export function meanAndError(values: number[]): { mean: number; se: number | nul
  */
 export function pairedSummary(perSet: Record<string, number>[], names: string[]) {
   if (!perSet.length || !names.length) throw new Error('pairedSummary: expected at least one set and one sampler');
-  const column = (name: string) => perSet.map((row) => {
+  const columns = names.map((name) => perSet.map((row) => {
     if (typeof row[name] !== 'number') throw new Error(`pairedSummary: a set has no value for "${name}"`);
     return row[name];
-  });
-  const [first, ...rest] = names;
-  const base = column(first);
+  }));
+  const stats = columns.map(meanAndError);
   return {
     sets: perSet.length,
-    mean: Object.fromEntries(names.map((name) => [name, meanAndError(column(name)).mean])),
-    se: Object.fromEntries(names.map((name) => [name, meanAndError(column(name)).se])),
-    [`minus_${first}`]: Object.fromEntries(rest.map((name) => {
-      const diff = column(name).map((v, i) => v - base[i]);
-      const { mean, se } = meanAndError(diff);
-      return [name, { mean, se, lower_in: diff.filter((d) => d < 0).length }];
+    mean: Object.fromEntries(names.map((name, j) => [name, stats[j].mean])),
+    se: Object.fromEntries(names.map((name, j) => [name, stats[j].se])),
+    [`minus_${names[0]}`]: Object.fromEntries(names.slice(1).map((name, j) => {
+      const diff = columns[j + 1].map((v, i) => v - columns[0][i]);
+      return [name, { ...meanAndError(diff), lower_in: diff.filter((d) => d < 0).length }];
     })),
   };
 }
