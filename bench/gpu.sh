@@ -10,7 +10,10 @@
 #      and GPU memory (nvidia-smi) should not grow
 #   4. (PARTS=memory) LONG_MEMORY_STEPS (default 1,000) training steps of ours in a row (nano
 #      batch 8), the same counts
-#   5. (PARTS=replay) bench/replay.js on webgpu: the nano (batch 32) and tiny (batch 128) UNets'
+#   5. (PARTS=replaystep) the sCT training step again with its gradient replayed as one GPU.js
+#      pipeline (`sct-step.js --replay`, as `scm train --replay`), PyTorch beside it in the same
+#      call, then LONG_MEMORY_STEPS (default 1,000) replayed steps in a row (nano batch 8)
+#   6. (PARTS=replay) bench/replay.js on webgpu: the nano (batch 32) and tiny (batch 128) UNets'
 #      forward + JVP and sCT gradient, eager against replayed as one GPU.js pipeline (one
 #      command encoder, one submit per call)
 #
@@ -79,6 +82,8 @@ run() {
   local parts=${PARTS:-matmul,sct}
   local long_memory=(--memory-steps "${LONG_MEMORY_STEPS:-1000}" --memory-config nano:8)
   local replay=("nano 32 3" "tiny 128 3")
+  local replaystep=(--backend webgpu --replay --impls ours,torch --presets nano,tiny,small --batches 32,128
+    --torch-device "$torch_device" --config-budget-s "${BUDGET:-45}" --deadline-s "$deadline" --peer-timeout-s 150)
   if [ "$smoke" = --smoke ]; then
     matmul=256
     sct=(--backend webgpu --image-size 8 --presets nano --batches 2 --jax-batches 2 --reps 1
@@ -86,6 +91,8 @@ run() {
     memory=(--memory-steps 5 --memory-config nano:2)
     long_memory=(--memory-steps 5 --memory-config nano:2 --image-size 8)
     replay=("nano 2 1")
+    replaystep=(--backend webgpu --replay --impls ours,torch --image-size 8 --presets nano --batches 2 --reps 1
+      --torch-device "$torch_device" --torch-threads 1 --deadline-s "${DEADLINE:-2400}" --peer-timeout-s 1500)
   fi
   {
     echo "== $(date -u +%FT%TZ) $(uname -n)"
@@ -102,6 +109,10 @@ run() {
     if [[ ",$parts," == *,memory,* ]]; then
       echo "== ${long_memory[*]}"
       "${node[@]}" "$dir/js/sct-step.js" --backend webgpu --impls ours --presets nano --batches "${long_memory[3]#nano:}" --reps 1 "${long_memory[@]}" --json "$out/memory.json" || echo "gpu.sh: the memory part failed ($?)"
+    fi
+    if [[ ",$parts," == *,replaystep,* ]]; then
+      echo "== sCT training step, gradient replayed"
+      "${node[@]}" "$dir/js/sct-step.js" "${replaystep[@]}" "${long_memory[@]}" "${with_py[@]}" --json "$out/sct-replay.json" || echo "gpu.sh: the replayed-step part failed ($?)"
     fi
     if [[ ",$parts," == *,replay,* ]]; then
       local r preset batch reps

@@ -18,6 +18,9 @@
  *   --warmup [1]  --reps [3]  --config-budget-s [60]  --deadline-s (skip what would start later)
  *   --memory-steps N --memory-config [nano:32]             N steps in a row: live tensors, buffers, host
  *                                                          RSS and GPU memory (nvidia-smi) stay flat?
+ *   --replay                                               our step's gradient replayed as a GPU.js plan
+ *                                                          (`jit`, as `scm train --replay`; impl
+ *                                                          ours:BACKEND:replay); only the step is timed
  *   --two-pass                                             our step as Algorithm 1 is written, as the peers
  *                                                          run it (impl ours:BACKEND:2pass); by default the
  *                                                          network's forward runs once (consistency README)
@@ -108,7 +111,11 @@ const here = fileURLToPath(new URL('.', import.meta.url));
 // --two-pass: our step as Algorithm 1 is written (the JVP, then the loss's own forward pass), as
 // the PyTorch and jax-js mirrors run it; by default ours runs the forward once (onePass).
 const twoPass = argv.includes('--two-pass');
-const ourImpl = `ours:${backend}${twoPass ? ':2pass' : ''}`;
+// --replay: our step's gradient (the one-pass sCT gradient) runs as a replayed plan (`jit`), as
+// `scm train --replay` runs it after the tangent warmup; the optimizer and EMA stay eager.
+const replayStep = argv.includes('--replay');
+if (replayStep && twoPass) throw new Error('--replay replays the one-pass gradient: leave out --two-pass');
+const ourImpl = `ours:${backend}${twoPass ? ':2pass' : ''}${replayStep ? ':replay' : ''}`;
 const torchImpl = (threads) => (opts.torchDevice !== 'cpu' || threads === 2 ? `torch:${opts.torchDevice}` : `torch:${opts.torchDevice}:${threads}t`);
 const jaxImpl = `jax-js:${opts.jaxDevice}`;
 
@@ -201,10 +208,12 @@ function oursTrainer(preset, batch, params0) {
   const shape = [batch, 3, opts.imageSize, opts.imageSize];
   const x0 = T.tidy(() => T.sub(T.mul(T.random.uniform(T.random.key(5), shape), 2), 1));
   let iter = 0;
+  // Traced on the first step (r = 1: the warmup only scales a scalar, so the kernels are the same).
+  const replayed = replayStep ? AD.jit(CM.onePassGradients(net, head, scm, 1, { train: false })) : undefined;
 
   const step = async () => {
     const key = T.random.foldIn(runKey, iter);
-    const res = await CM.scmStep({ net, params, head, phi, x0, key, iter, train: false }, scm);
+    const res = await CM.scmStep({ net, params, head, phi, x0, key, iter, train: false, replayed }, scm);
     const upd = optimizer.step({ net: res.gradParams, head: res.gradPhi }, opt, { net: params, head: phi });
     T.dispose([res.gradParams, res.gradPhi]);
     emaState = ema.step(emaState, upd.params.net);
@@ -228,8 +237,12 @@ function oursTrainer(preset, batch, params0) {
     await out.data();
     out.dispose();
   };
-  const dispose = () => T.dispose([params, phi, opt, emaState.params, x0, fixed]);
-  return { fns: { step, forward, jvp }, dispose };
+  const dispose = () => {
+    replayed?.dispose();
+    T.dispose([params, phi, opt, emaState.params, x0, fixed]);
+  };
+  // Replayed, only the step is timed: the forward and the tangent pass alone stay eager.
+  return { fns: replayStep ? { step } : { step, forward, jvp }, dispose, executor: () => replayed?.last?.executor ?? null };
 }
 
 /** Time our step, forward and JVP on one preset and batch; returns per-run { step, forward, jvp: [wall, cpu] ms }. */
@@ -237,6 +250,7 @@ async function measureOurs(preset, batch, params0) {
   const baseline = T.memory();
   const trainer = oursTrainer(preset, batch, params0);
   const runs = await timeRounds(trainer.fns, { ...opts, warmAll: false });
+  if (replayStep) log(`  ${ourImpl} ${preset} b${batch}: the gradient ran as ${trainer.executor()}`);
   trainer.dispose();
   const after = T.memory();
   if (after.tensors !== baseline.tensors || after.buffers !== baseline.buffers) {
@@ -266,6 +280,7 @@ async function memoryRun(preset, batch, params0, steps) {
     if (i === Math.max(1, Math.floor(steps / 10))) early = probe();
   }
   const late = probe();
+  if (replayStep) log(`  ${ourImpl} ${name}: the gradient ran as ${trainer.executor()}`);
   trainer.dispose();
   add(name, ourImpl, 'live tensors change', late.tensors - early.tensors);
   add(name, ourImpl, 'buffers change', late.buffers - early.buffers);
@@ -341,9 +356,11 @@ function addMeasurement(impl, preset, batch, measuredBatch, runs, note) {
   add(`${name} step`, impl, 'img/s', (measuredBatch / stepMs) * 1000, note);
   // CPU time means nothing where the work runs on a GPU (driver threads).
   if (!gpu) add(`${name} step`, impl, 'img/s cpu-time', (measuredBatch / med((r) => r.step[1])) * 1000, note);
-  add(`${name} forward`, impl, 'ms', med((r) => r.forward[0]) * scale, note);
-  add(`${name} jvp`, impl, 'ms', med((r) => r.jvp[0]) * scale, note);
-  add(`${name} grad+update`, impl, 'ms', med((r) => r.step[0] - r.jvp[0]) * scale, note);
+  if (runs[0].forward) add(`${name} forward`, impl, 'ms', med((r) => r.forward[0]) * scale, note);
+  if (runs[0].jvp) {
+    add(`${name} jvp`, impl, 'ms', med((r) => r.jvp[0]) * scale, note);
+    add(`${name} grad+update`, impl, 'ms', med((r) => r.step[0] - r.jvp[0]) * scale, note);
+  }
   add(`${name} step`, impl, 'ms', stepMs * scale, note);
 }
 
