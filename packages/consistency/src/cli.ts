@@ -58,8 +58,9 @@ train options:
   --log-every N --sample-every N --checkpoint-every N --eval-samples N
   --keep-every N                  also keep every N-th step's checkpoint as checkpoint-STEP.safetensors
   --heun-steps N                  sampler steps when evaluating a diffusion model (default 32)
-  --replay                        sCT/sCD: after the tangent warmup, run each step's gradient as
-                                  GPU.js pipelines traced once (replay/jit; no dropout)
+  --replay                        sCT/sCD: after the tangent warmup, run each step (gradient,
+                                  optimizer, EMA; the gradient alone with --grad-clip) as GPU.js
+                                  pipelines traced once (replay/jit; no dropout)
  ablation switches (defaults follow Algorithm 1 of the paper):
   --norm l2|rms|clip|none         tangent normalization (default l2: g/(‖g‖ + c))
   --norm-c X                      c (default 0.1)

@@ -7,8 +7,9 @@
  * diagnostics: the loss, and for sCM the raw tangent norm ‖g‖/√D per sample with its t, as
  * the spec recommends (§8.10: the sCM loss value itself is not a quality signal).
  */
-import { Tensor, tidy, random, div, mul, mean, exp, sub, sqrt, type random as R } from '@scm/tensor';
-import { valueAndGrad } from '@scm/autodiff';
+import { Tensor, tidy, random, div, mul, mean, exp, sub, sqrt, full, dispose, type random as R } from '@scm/tensor';
+import { valueAndGrad, type Jitted } from '@scm/autodiff';
+import { lerpTree, type Optimizer, type OptState } from '@scm/nn';
 import { addNoise, diffusionLossPerSample, velocityTarget, networkVelocity, type NetContext, type NetFn } from './trigflow.js';
 import {
   ddimStepBack, normalizeTangent, previousTime, sampleTime, scmLoss, scmLossOfOutput, scmTangent, scmTangentFiniteDifference, sumSquaresPerSample, warmupFactor,
@@ -179,4 +180,58 @@ export async function scmStep<P>(inp: ScmStepInputs<P>, opts: ScmOptions): Promi
   const gRms = await readArray(gRmsT);
   for (const x of new Set([z, t, xt, dxdt, raw, g, gRmsT, lossT])) x.dispose();
   return { loss, gradParams, gradPhi, t: tHost, gRms };
+}
+
+/** The training state a whole replayed step carries: parameters, head, optimizer state and EMA parameters. */
+export interface ReplayedStepState<P> {
+  params: P;
+  phi: WeightingParams;
+  opt: OptState;
+  emaParams: P;
+}
+
+/**
+ * A whole sCT / sCD iteration after the tangent warmup as one function of tensors, for
+ * `jit`: the one-pass gradients, the optimizer's update and the EMA. The optimizer's per-step
+ * values (learning rate, bias corrections) and the EMA's beta come in as 0-d tensors and its
+ * branch as a static argument, so the trace stays valid from step to step; the state goes in
+ * and comes out whole, so a replayed training loop's step is one plan (on webgpu: one upload,
+ * one submit and one readback, where replaying the gradient alone moves every parameter and
+ * gradient between host and device around the eager update).
+ */
+export function onePassTrainStep<P>(
+  net: NetFn<P>, head: WeightingHead, opts: ScmOptions, optimizer: Optimizer, ctx: NetContext, teacher?: { net: NetFn<any>; params: unknown },
+) {
+  const gradients = onePassGradients(net, head, opts, 1, ctx, teacher);
+  return (params: P, phi: WeightingParams, slots: Record<string, unknown>, emaParams: P, x0: Tensor, z: Tensor, t: Tensor, k: Tensor[], beta: Tensor, branch: string) => {
+    const g = gradients(params, phi, x0, z, t);
+    const upd = optimizer.update({ net: g.gradParams, head: g.gradPhi }, { step: 0, ...slots }, { net: params, head: phi }, { branch, values: k });
+    const { step: _unused, ...newSlots } = upd.state;
+    return { loss: g.loss, gRms: g.gRms, params: upd.params.net, phi: upd.params.head, slots: newSlots, emaParams: lerpTree(emaParams, upd.params.net, beta) };
+  };
+}
+
+/**
+ * One iteration through a jitted `onePassTrainStep`: draws (z, t) from `key` as `scmStep`
+ * does, passes the per-step values, and returns the new state (the caller disposes the old
+ * one) with the host-side diagnostics.
+ */
+export async function replayedScmStep<P>(
+  run: Jitted<Parameters<ReturnType<typeof onePassTrainStep<P>>>, ReturnType<ReturnType<typeof onePassTrainStep<P>>>>,
+  inp: { state: ReplayedStepState<P>; x0: Tensor; key: R.Key; optimizer: Optimizer; emaBeta: number },
+  opts: ScmOptions,
+): Promise<{ loss: number; t: Float32Array | Float64Array; gRms: Float32Array | Float64Array; state: ReplayedStepState<P> }> {
+  const { x0, state } = inp;
+  const { z, t } = drawStep(inp.key, x0, opts.sigmaD, opts.pMean, opts.pStd);
+  const { branch, values } = inp.optimizer.scalars(state.opt.step);
+  const like = { dtype: x0.dtype, backend: x0.backend };
+  const k = values.map((v) => full([], v, like));
+  const beta = full([], inp.emaBeta, like);
+  const { step, ...slots } = state.opt;
+  const out = await run(state.params, state.phi, slots, state.emaParams, x0, z, t, k, beta, branch);
+  const loss = (await readArray(out.loss))[0];
+  const tHost = await readArray(t);
+  const gRms = await readArray(out.gRms);
+  dispose([z, t, k, beta, out.loss, out.gRms]);
+  return { loss, t: tHost, gRms, state: { params: out.params, phi: out.phi, opt: { step: step + 1, ...out.slots }, emaParams: out.emaParams } };
 }

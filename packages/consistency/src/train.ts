@@ -16,7 +16,7 @@ import { jit } from '@scm/autodiff';
 import { adam, radam, emaHalflife, clipByGlobalNorm, saveCheckpoint, loadCheckpoint, readCheckpointMetadata, type Optimizer, type OptState, type EmaState, type Params } from '@scm/nn';
 import { buildData, buildModel, defaultConfig, useBackend, type Model, type RunConfig } from './setup.js';
 import { WeightingHead, type WeightingParams } from './weighting.js';
-import { diffusionStep, onePassGradients, scmStep, type StepResult } from './step.js';
+import { diffusionStep, onePassGradients, onePassTrainStep, replayedScmStep, scmStep, type StepResult } from './step.js';
 import { ProgressBar } from './progress.js';
 import { warmupFactor, type ScmOptions } from './scm.js';
 import { evaluateAndSample, type EvalRecord } from './evaluate.js';
@@ -119,8 +119,10 @@ export interface RunResult {
   /** The signal (SIGINT, SIGTERM) that stopped the run, if one did. */
   signal: string | null;
   evals: EvalRecord[];
-  /** With --replay: what ran the last step's gradient (GPU.js's pipeline executor, or `eager` on its traced first call). */
+  /** With --replay: what ran the last step's replayed part (GPU.js's pipeline executor, or `eager` on its traced first call). */
   replayExecutor?: string | null;
+  /** With --replay: what was replayed, the whole step (gradient, optimizer, EMA) or, with gradient clipping, the gradient alone. */
+  replayScope?: 'step' | 'gradient' | null;
 }
 
 /**
@@ -222,8 +224,11 @@ export async function train(dir: string, cfgIn: RunConfig, io: RunIO, resume = f
   if (cfg.replay && (cfg.method === 'diffusion' || scmOpts.tangent !== 'jvp' || scmOpts.onePass === false || cfg.dropout > 0)) {
     throw new Error('--replay needs sCT or sCD with the JVP tangent (one pass) and no dropout');
   }
+  // The whole iteration (gradient, optimizer, EMA) is replayed as one plan; with gradient
+  // clipping (whose norm is read back and logged) only the gradient is.
   let replayExecutor: string | null = null;
-  const replayed = cfg.replay ? jit(onePassGradients(model.net, head, scmOpts, 1, { train: false }, teacher ?? undefined)) : null;
+  const replayedStep = cfg.replay && cfg.gradClip === null ? jit(onePassTrainStep(model.net, head, scmOpts, optimizer, { train: false }, teacher ?? undefined)) : null;
+  const replayed = cfg.replay && !replayedStep ? jit(onePassGradients(model.net, head, scmOpts, 1, { train: false }, teacher ?? undefined)) : null;
   const t0 = Date.now();
   let lastCkpt = Date.now();
   let smoothed = 0;
@@ -246,26 +251,41 @@ export async function train(dir: string, cfgIn: RunConfig, io: RunIO, resume = f
       const key: R.Key = random.foldIn(runKey, state.step);
       const x0 = data.batch(state.step);
       const inputs = { net: model.net, params: state.params, head, phi: state.phi, x0, key, iter: state.step, train: cfg.dropout > 0 };
-      const res: StepResult<Params> = cfg.method === 'diffusion'
-        ? await diffusionStep(inputs, { sigmaD: cfg.sigmaD, pMean: cfg.pMean, pStd: cfg.pStd, adaptiveWeighting: cfg.adaptiveWeighting })
-        : await scmStep({ ...inputs, teacher: teacher ?? undefined, replayed: replayed && warmupFactor(state.step, cfg.warmupIters) === 1 ? replayed : undefined }, scmOpts);
-      x0.dispose();
-      if (!Number.isFinite(res.loss)) {
-        dispose([res.gradParams, res.gradPhi]);
-        throw new Error(`the loss is ${res.loss} at step ${state.step}; stopping (the last checkpoint is intact)`);
-      }
-      let grads: Trainable = { net: res.gradParams, head: res.gradPhi };
+      const lossError = (loss: number) => new Error(`the loss is ${loss} at step ${state.step}; stopping (the last checkpoint is intact)`);
+      let res: { loss: number; t?: Float32Array | Float64Array; gRms?: Float32Array | Float64Array };
       let gradNorm: number | undefined;
-      if (cfg.gradClip !== null) {
-        const c = clipByGlobalNorm(grads, cfg.gradClip);
-        gradNorm = (await c.norm.data())[0];
-        dispose([grads, c.norm]);
-        grads = c.grads;
+      if (replayedStep && warmupFactor(state.step, cfg.warmupIters) === 1) {
+        const r = await replayedScmStep(replayedStep, { state: { params: state.params, phi: state.phi, opt: state.opt, emaParams: state.ema.params }, x0, key, optimizer, emaBeta: ema.beta(state.ema.nimg) }, scmOpts);
+        x0.dispose();
+        if (!Number.isFinite(r.loss)) {
+          dispose(r.state);
+          throw lossError(r.loss);
+        }
+        dispose([state.params, state.phi, state.opt, state.ema.params]);
+        state = { step: state.step + 1, params: r.state.params, phi: r.state.phi, opt: r.state.opt, ema: { nimg: state.ema.nimg + ema.batchSize, params: r.state.emaParams } };
+        res = r;
+      } else {
+        const step: StepResult<Params> = cfg.method === 'diffusion'
+          ? await diffusionStep(inputs, { sigmaD: cfg.sigmaD, pMean: cfg.pMean, pStd: cfg.pStd, adaptiveWeighting: cfg.adaptiveWeighting })
+          : await scmStep({ ...inputs, teacher: teacher ?? undefined, replayed: replayed && warmupFactor(state.step, cfg.warmupIters) === 1 ? replayed : undefined }, scmOpts);
+        x0.dispose();
+        if (!Number.isFinite(step.loss)) {
+          dispose([step.gradParams, step.gradPhi]);
+          throw lossError(step.loss);
+        }
+        let grads: Trainable = { net: step.gradParams, head: step.gradPhi };
+        if (cfg.gradClip !== null) {
+          const c = clipByGlobalNorm(grads, cfg.gradClip);
+          gradNorm = (await c.norm.data())[0];
+          dispose([grads, c.norm]);
+          grads = c.grads;
+        }
+        const upd = optimizer.step<Trainable>(grads, state.opt, { net: state.params, head: state.phi });
+        dispose(grads);
+        const newEma = ema.step(state.ema, upd.params.net);
+        state = { step: state.step + 1, params: upd.params.net, phi: upd.params.head, opt: upd.state, ema: newEma };
+        res = step;
       }
-      const upd = optimizer.step<Trainable>(grads, state.opt, { net: state.params, head: state.phi });
-      dispose(grads);
-      const newEma = ema.step(state.ema, upd.params.net);
-      state = { step: state.step + 1, params: upd.params.net, phi: upd.params.head, opt: upd.state, ema: newEma };
 
       const dt = (Date.now() - stepStart) / 1000;
       const ips = cfg.batch / dt;
@@ -302,12 +322,13 @@ export async function train(dir: string, cfgIn: RunConfig, io: RunIO, resume = f
   } finally {
     process.off('SIGINT', handlers.SIGINT);
     process.off('SIGTERM', handlers.SIGTERM);
-    replayExecutor = replayed?.last?.executor ?? null;
+    replayExecutor = (replayedStep ?? replayed)?.last?.executor ?? null;
+    replayedStep?.dispose();
     replayed?.dispose();
     // What the run held (its last state is in the checkpoint): the caller gets none of it.
     dispose([state.params, state.phi, state.opt, state.ema, teacher?.params]);
   }
-  return { step: state.step, stoppedEarly, signal: stopRequested, evals, replayExecutor };
+  return { step: state.step, stoppedEarly, signal: stopRequested, evals, replayExecutor, replayScope: replayedStep ? 'step' : replayed ? 'gradient' : null };
 }
 
 /**

@@ -157,24 +157,42 @@ describe('run directory', () => {
     }
   });
 
-  test.each(['sct', 'scd'] as const)('%s with --replay: after the warmup the gradient runs as replayed pipelines, with the same weights as eager', async (method) => {
+  test.each(['sct', 'scd'] as const)('%s with --replay: after the warmup each step (gradient, RAdam, EMA) runs as replayed pipelines, with the same state as eager', async (method) => {
     const root = await mkdtemp(join(tmpdir(), 'scm-replay-'));
     try {
       // webasm: GPU.js fuses the pipelines there (the cpu mode walks them one by one).
       const teacherCfg: RunConfig = { ...defaultConfig('diffusion'), backend: 'webasm', data: 'toy:moons', hidden: 32, depth: 2, batch: 64, steps: 3, logEvery: 1, sampleEvery: 100, checkpointEvery: 100, evalSamples: 64 };
       const teacherDir = join(root, 'teacher');
       if (method === 'scd') await train(teacherDir, teacherCfg, { out: quiet });
-      const cfg: RunConfig = { ...teacherCfg, ...defaultConfig(method), backend: 'webasm', data: 'toy:moons', hidden: 32, depth: 2, batch: 64, steps: 6, logEvery: 1, sampleEvery: 100, checkpointEvery: 100, evalSamples: 64, warmupIters: 2, teacher: method === 'scd' ? join(teacherDir, CHECKPOINT) : null };
+      // 9 steps: RAdam (b2 = 0.99) takes momentum steps up to step 5 and rectified ones from
+      // step 6, a new trace; the last steps replay the rectified one.
+      const cfg: RunConfig = { ...teacherCfg, ...defaultConfig(method), backend: 'webasm', data: 'toy:moons', hidden: 32, depth: 2, batch: 64, steps: 9, logEvery: 1, sampleEvery: 100, checkpointEvery: 100, evalSamples: 64, warmupIters: 2, teacher: method === 'scd' ? join(teacherDir, CHECKPOINT) : null };
       const eager = join(root, 'eager'), replayed = join(root, 'replayed');
       const before = T.memory();
       await train(eager, cfg, { out: quiet });
       const run = await train(replayed, { ...cfg, replay: true }, { out: quiet });
       expect(run.replayExecutor).toBe('fused-sync');
+      expect(run.replayScope).toBe('step');
       expect(T.memory()).toEqual(before);
       const [a, b] = [await loadCheckpoint(join(eager, CHECKPOINT)), await loadCheckpoint(join(replayed, CHECKPOINT))];
-      const la = flatten(a.params).leaves, lb = flatten(b.params).leaves;
+      // Parameters, head, optimizer moments and EMA, bit for bit.
+      expect(b.step).toBe(9);
+      expect(b.opt.step).toBe(a.opt.step);
+      expect(b.ema.nimg).toBe(a.ema.nimg);
+      const la = flatten([a.params, a.phi, a.opt, a.ema.params]).leaves, lb = flatten([b.params, b.phi, b.opt, b.ema.params]).leaves;
+      expect(lb.length).toBe(la.length);
       la.forEach((t, k) => expect(Array.from(lb[k].dataSync())).toEqual(Array.from(t.dataSync())));
       T.dispose([a, b]);
+      // With gradient clipping only the gradient is replayed (the norm is read back); still eager's weights.
+      const clipped = { ...cfg, gradClip: 1 };
+      await train(join(root, 'eager-clip'), clipped, { out: quiet });
+      const clipRun = await train(join(root, 'replayed-clip'), { ...clipped, replay: true }, { out: quiet });
+      expect([clipRun.replayExecutor, clipRun.replayScope]).toEqual(['fused-sync', 'gradient']);
+      const [c, d] = [await loadCheckpoint(join(root, 'eager-clip', CHECKPOINT)), await loadCheckpoint(join(root, 'replayed-clip', CHECKPOINT))];
+      const lc = flatten(c.params).leaves, ld = flatten(d.params).leaves;
+      lc.forEach((t, k) => expect(Array.from(ld[k].dataSync())).toEqual(Array.from(t.dataSync())));
+      T.dispose([c, d]);
+      expect(T.memory()).toEqual(before);
       await expect(train(join(root, 'dropout'), { ...cfg, replay: true, dropout: 0.1 }, { out: quiet })).rejects.toThrow(/--replay needs .* no dropout/);
     } finally {
       await rm(root, { recursive: true, force: true });

@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import * as T from '@scm/tensor';
 import { grad } from '@scm/autodiff';
 import {
-  adam, adamw, clipByGlobalNorm, emaFixed, emaHalflife, emaPower, gammaToSigmaRel, globalNorm, halflifeBeta, powerBeta, radam, schedules, sgd, sigmaRelToGamma,
+  adam, adamw, clipByGlobalNorm, emaFixed, emaHalflife, emaPower, gammaToSigmaRel, globalNorm, halflifeBeta, powerBeta, radam, schedules, sgd, sigmaRelToGamma, lerpTree,
   type Optimizer,
 } from '../src/optim/index.js';
 
@@ -122,6 +122,46 @@ describe('optimizers match float64 references of their update rules', () => {
       T.dispose([params, state]);
     });
   }
+  test('update with its per-step values given as 0-d tensors (as a replayed step passes them) is the plain update, bit for bit', () => {
+    const opts: Optimizer[] = [sgd({ lr: lrSchedule, momentum: 0.8, weightDecay: 0.01 }), adam({ lr: lrSchedule, weightDecay: 0.05 }), adamw({ lr: 0.01 }), radam({ lr: lrSchedule })];
+    for (const opt of opts) {
+      let [a, b] = [toTensors(hostTree(1)), toTensors(hostTree(1))];
+      let [sa, sb] = [opt.init(a), opt.init(b)];
+      const branches = new Set<string>();
+      for (let i = 0; i < 10; i++) {
+        const g = toTensors(hostTree(100 + 7 * i));
+        const { branch, values } = opt.scalars(sb.step);
+        branches.add(branch);
+        const k = values.map((v) => T.full([], v, { dtype: 'float64', backend: 'reference' }));
+        const given = opt.update(g, sb, b, { branch, values: k });
+        T.dispose(k);
+        T.dispose([b, sb]);
+        [b, sb] = [given.params, given.state];
+        ({ params: a, state: sa } = opt.step(g, sa, a));
+        T.dispose(g);
+      }
+      expect(sb.step).toBe(10);
+      if (opt.name === 'radam') expect([...branches]).toEqual(['momentum', 'rectified']);
+      treeLeaves(b).forEach((t, k) => expect(Array.from(t.dataSync())).toEqual(Array.from(treeLeaves(a)[k].dataSync())));
+      T.dispose([a, b, sa, sb]);
+    }
+    // The given values are the ones used: SGD with a given rate of 0 leaves the parameters as they are.
+    const opt = sgd({ lr: 0.1 });
+    const [p, g] = [toTensors(hostTree(1)), toTensors(hostTree(2))];
+    const zero = T.full([], 0, { dtype: 'float64', backend: 'reference' });
+    const out = opt.update(g, opt.init(p), p, { branch: 'sgd', values: [zero] });
+    treeLeaves(out.params).forEach((t, k) => expect(Array.from(t.dataSync())).toEqual(Array.from(treeLeaves(p)[k].dataSync())));
+    T.dispose([p, g, zero, out.params]);
+  });
+  test('lerpTree takes beta as a 0-d tensor with the same result as the number, and refuses other shapes', () => {
+    const [e, p] = [toTensors(hostTree(3)), toTensors(hostTree(4))];
+    const beta = T.full([], 0.37, { dtype: 'float64', backend: 'reference' });
+    const [x, y] = [lerpTree(e, p, 0.37), lerpTree(e, p, beta)];
+    treeLeaves(y).forEach((t, k) => expect(Array.from(t.dataSync())).toEqual(Array.from(treeLeaves(x)[k].dataSync())));
+    const wrong = T.full([1], 0.37, { dtype: 'float64', backend: 'reference' });
+    expect(() => lerpTree(e, p, wrong)).toThrow(/ema: beta must be a number or a 0-d tensor, got shape \[1\]/);
+    T.dispose([e, p, beta, x, y, wrong]);
+  });
   test('the rectified and unrectified RAdam branches both occur in 10 steps', () => {
     const rhoInf = 2 / 0.001 - 1;
     const rho = (t: number) => rhoInf - (2 * t * 0.999 ** t) / (1 - 0.999 ** t);

@@ -18,8 +18,8 @@
  * The state is { nimg, params }: images folded in so far, and the averaged parameters
  * (their own tensors, starting as a copy of the initial parameters, as EDM's deepcopy).
  */
-import { TensorError, fuse, mul } from '@scm/tensor';
-import { disposeReplaced, mapLeaves, scalar } from './tree.js';
+import { Tensor, TensorError, fuse, mul } from '@scm/tensor';
+import { disposeReplaced, leaves, mapLeaves, scalar } from './tree.js';
 
 export interface EmaState<P = unknown> {
   /** Training images seen when the average was last updated. */
@@ -40,10 +40,21 @@ export interface Ema {
   step<P>(state: EmaState<P>, params: P): EmaState<P>;
 }
 
-/** ema ← p + beta · (ema − p), leafwise, as new tensors: one fused kernel per leaf, beta a 0-d input (it changes while the EMA ramps up). */
-export function lerpTree<P>(ema: P, params: P, beta: number): P {
-  if (!(beta >= 0 && beta <= 1)) throw new TensorError('ema', `beta must be in [0, 1], got ${beta}`);
-  return mapLeaves('ema.update', ['ema', 'params'], [ema, params], 1, (e, p) => [fuse((ee, pp, b) => pp.add(ee.sub(pp).mul(b)), [e, p, scalar(p, beta)])])[0];
+/**
+ * ema ← p + beta · (ema − p), leafwise, as new tensors: one fused kernel per leaf, beta a 0-d
+ * input (it changes while the EMA ramps up). beta may be given as that 0-d tensor, as a
+ * replayed (`jit`) training step passes it.
+ */
+export function lerpTree<P>(ema: P, params: P, beta: number | Tensor): P {
+  if (typeof beta === 'number' && !(beta >= 0 && beta <= 1)) throw new TensorError('ema', `beta must be in [0, 1], got ${beta}`);
+  if (beta instanceof Tensor && beta.shape.length !== 0) throw new TensorError('ema', `beta must be a number or a 0-d tensor, got shape [${beta.shape}]`, [beta.shape]);
+  const first = leaves(params)[0];
+  const b = typeof beta === 'number' ? (first ? scalar(first, beta) : null) : beta;
+  try {
+    return mapLeaves('ema.update', ['ema', 'params'], [ema, params], 1, (e, p) => [fuse((ee, pp, bb) => pp.add(ee.sub(pp).mul(bb)), [e, p, b!])])[0];
+  } finally {
+    if (b && b !== beta) b.dispose();
+  }
 }
 
 function makeEma(name: string, batchSize: number, beta: (nimg: number) => number): Ema {

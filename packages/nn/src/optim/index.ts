@@ -1,5 +1,5 @@
 export { sgd, adam, adamw, radam } from './optimizers.js';
-export type { Optimizer, OptState, LearningRate, SgdOptions, AdamOptions } from './optimizers.js';
+export type { Optimizer, OptState, StepScalars, LearningRate, SgdOptions, AdamOptions } from './optimizers.js';
 export { globalNorm, clipByGlobalNorm } from './clip.js';
 export * as schedules from './schedules.js';
 export type { Schedule } from './schedules.js';

@@ -11,7 +11,7 @@
  * The state is a plain object: `step`, the number of updates made so far (a number),
  * and one pytree per slot shaped like the parameters (`mu`, `nu`, `momentum`). Update
  * rules follow PyTorch's formulas (SGD, Adam, AdamW, RAdam), with the learning rate and
- * bias corrections evaluated in float64 on the host.
+ * bias corrections evaluated in float64 on the host (`scalars`).
  *
  * The Adam family's rules run as three fused kernels per parameter (the two moments, then
  * the step) instead of a dozen elementwise ops: a model has hundreds of parameter tensors,
@@ -21,7 +21,7 @@
  */
 import { type Expr, Tensor, TensorError, add, fuse, mul, sub, zerosLike } from '@scm/tensor';
 import type { Schedule } from './schedules.js';
-import { disposeReplaced, mapLeaves, scalar } from './tree.js';
+import { disposeReplaced, leaves, mapLeaves, scalar } from './tree.js';
 
 export type LearningRate = number | Schedule;
 
@@ -31,12 +31,29 @@ export interface OptState {
   [slot: string]: unknown;
 }
 
+/**
+ * What update number `step + 1` uses besides the tensors: the branch of the rule (RAdam's
+ * unrectified first steps, say), which changes the kernels, and the values that change from
+ * step to step (learning rate, bias corrections), which enter them as 0-d tensors.
+ */
+export interface StepScalars {
+  branch: string;
+  values: number[];
+}
+
 export interface Optimizer<S extends OptState = OptState> {
   readonly name: string;
   /** The learning rate used by the update after `step` updates. */
   learningRate(step: number): number;
   init<P>(params: P): S;
-  update<P>(grads: P, state: S, params: P): { params: P; state: S };
+  /** The branch and per-step values of the update after `step` updates. */
+  scalars(step: number): StepScalars;
+  /**
+   * The update. `given` supplies the branch and the per-step values as 0-d tensors (from
+   * `scalars(state.step)`), as a replayed (`jit`) training step must: inside it, values made
+   * on the host would be frozen at the trace, while tensor arguments change from call to call.
+   */
+  update<P>(grads: P, state: S, params: P, given?: { branch: string; values: readonly Tensor[] }): { params: P; state: S };
   step<P>(grads: P, state: S, params: P): { params: P; state: S };
 }
 
@@ -56,11 +73,17 @@ function checkState(op: string, state: OptState, slots: readonly string[]): void
 }
 
 /**
- * Build an optimizer from its per-leaf rule. `rule(p, g, slots, t)` gets one parameter,
- * its gradient and its slot tensors at update number t (1-based, as the bias corrections
- * count) and returns the new parameter followed by the new slots, in `slots` order.
+ * Build an optimizer from its per-leaf rule. `scalars(t, rate)` gives update number t's branch
+ * and per-step values (t is 1-based, as the bias corrections count); `rule(p, g, slots, k,
+ * branch)` gets one parameter, its gradient, its slot tensors and those values as 0-d tensors
+ * `k`, and returns the new parameter followed by the new slots, in `slots` order. The 0-d
+ * tensors are made once per update and shared by every leaf.
  */
-function makeOptimizer(name: string, lr: Schedule, slots: readonly string[], rule: (p: Tensor, g: Tensor, s: Tensor[], t: number, lr: number) => Tensor[]): Optimizer {
+function makeOptimizer(
+  name: string, lr: Schedule, slots: readonly string[],
+  scalars: (t: number, rate: number) => StepScalars,
+  rule: (p: Tensor, g: Tensor, s: Tensor[], k: readonly Tensor[], branch: string) => Tensor[],
+): Optimizer {
   const opt: Optimizer = {
     name,
     learningRate: lr,
@@ -69,17 +92,33 @@ function makeOptimizer(name: string, lr: Schedule, slots: readonly string[], rul
       for (const s of slots) state[s] = mapLeaves(`${name}.init`, ['params'], [params], 1, (p) => [zerosLike(p)])[0];
       return state;
     },
-    update<P>(grads: P, state: OptState, params: P) {
+    scalars(step: number) {
+      const rate = lr(step);
+      if (!Number.isFinite(rate)) throw new TensorError(`${name}.update`, `the learning rate schedule gave ${rate} at step ${step}`);
+      return scalars(step + 1, rate);
+    },
+    update<P>(grads: P, state: OptState, params: P, given?: { branch: string; values: readonly Tensor[] }) {
       checkState(`${name}.update`, state, slots);
-      const t = state.step + 1;
-      const rate = lr(state.step);
-      if (!Number.isFinite(rate)) throw new TensorError(`${name}.update`, `the learning rate schedule gave ${rate} at step ${state.step}`);
       const trees = [params, grads, ...slots.map((s) => state[s])];
       const names = ['params', 'grads', ...slots.map((s) => `state.${s}`)];
-      const [newParams, ...newSlots] = mapLeaves(`${name}.update`, names, trees, 1 + slots.length, (p, g, ...s) => rule(p, g, s, t, rate));
-      const newState: OptState = { step: t };
-      slots.forEach((s, k) => (newState[s] = newSlots[k]));
-      return { params: newParams as P, state: newState };
+      let branch: string, k: readonly Tensor[];
+      let made: Tensor[] = [];
+      if (given) {
+        ({ branch, values: k } = given);
+      } else {
+        const first = leaves(params)[0];
+        const sc = opt.scalars(state.step);
+        branch = sc.branch;
+        k = made = first ? sc.values.map((v) => scalar(first, v)) : [];
+      }
+      try {
+        const [newParams, ...newSlots] = mapLeaves(`${name}.update`, names, trees, 1 + slots.length, (p, g, ...s) => rule(p, g, s, k, branch));
+        const newState: OptState = { step: state.step + 1 };
+        slots.forEach((s, j) => (newState[s] = newSlots[j]));
+        return { params: newParams as P, state: newState };
+      } finally {
+        for (const t of made) t.dispose();
+      }
     },
     step<P>(grads: P, state: OptState, params: P) {
       const out = opt.update(grads, state, params);
@@ -108,7 +147,7 @@ export function sgd({ lr, momentum = 0, nesterov = false, weightDecay = 0 }: Sgd
   checkHyper('sgd', 'weightDecay', weightDecay, 0, Infinity);
   if (nesterov && momentum === 0) throw new TensorError('sgd', 'Nesterov momentum needs momentum > 0');
   const slots = momentum > 0 ? ['momentum'] : [];
-  return makeOptimizer('sgd', lrFn('sgd', lr), slots, (p, g0, s, _t, rate) => {
+  return makeOptimizer('sgd', lrFn('sgd', lr), slots, (_t, rate) => ({ branch: 'sgd', values: [rate] }), (p, g0, s, [rate]) => {
     const g = weightDecay ? add(g0, mul(p, weightDecay)) : g0;
     if (momentum === 0) return [sub(p, mul(g, rate))];
     const b = add(mul(s[0], momentum), g);
@@ -151,30 +190,30 @@ function moments(p: Tensor, g0: Tensor, m: Tensor, v: Tensor, b1: number, b2: nu
 /**
  * The Adam step on bias-corrected moments, in PyTorch's arrangement, one fused kernel:
  *   p ← p·decay − (lr / (1 − b1^t)) · m / (sqrt(v) / sqrt(1 − b2^t) + eps)
- * (decay = 1 − lr·wd for AdamW, else 1).
+ * (decay = 1 − lr·wd for AdamW, else 1). Its per-step values: [sqrt(1 − b2^t), lr / (1 − b1^t), decay].
  */
-function adamStep(p: Tensor, m: Tensor, v: Tensor, t: number, rate: number, b1: number, b2: number, eps: number, decay = 1): Tensor {
-  const bc1 = 1 - b1 ** t;
-  const bc2 = 1 - b2 ** t;
-  const inputs = [p, m, v, scalar(p, Math.sqrt(bc2)), scalar(p, rate / bc1), scalar(p, decay)];
-  return fuse((q, mm, vv, root, step, d) => q.mul(d).sub(mm.div(vv.sqrt().div(root).add(eps)).mul(step)), inputs);
+function adamScalars(t: number, rate: number, b1: number, b2: number, decay = 1): StepScalars {
+  return { branch: 'adam', values: [Math.sqrt(1 - b2 ** t), rate / (1 - b1 ** t), decay] };
+}
+function adamStep(p: Tensor, m: Tensor, v: Tensor, [root, step, decay]: readonly Tensor[], eps: number): Tensor {
+  return fuse((q, mm, vv, r, st, d) => q.mul(d).sub(mm.div(vv.sqrt().div(r).add(eps)).mul(st)), [p, m, v, root, step, decay]);
 }
 
 /** Adam (Kingma & Ba, 2015); `weightDecay` is the classic L2 penalty added to the gradient. */
 export function adam({ lr, b1 = 0.9, b2 = 0.999, eps = 1e-8, weightDecay = 0 }: AdamOptions): Optimizer {
   checkAdam('adam', b1, b2, eps, weightDecay);
-  return makeOptimizer('adam', lrFn('adam', lr), ['mu', 'nu'], (p, g, [m0, v0], t, rate) => {
+  return makeOptimizer('adam', lrFn('adam', lr), ['mu', 'nu'], (t, rate) => adamScalars(t, rate, b1, b2), (p, g, [m0, v0], k) => {
     const [m, v] = moments(p, g, m0, v0, b1, b2, weightDecay);
-    return [adamStep(p, m, v, t, rate, b1, b2, eps), m, v];
+    return [adamStep(p, m, v, k, eps), m, v];
   });
 }
 
 /** AdamW (Loshchilov & Hutter, 2019): weight decay decoupled from the gradient, p ← p·(1 − lr·wd) before the Adam step. */
 export function adamw({ lr, b1 = 0.9, b2 = 0.999, eps = 1e-8, weightDecay = 0.01 }: AdamOptions): Optimizer {
   checkAdam('adamw', b1, b2, eps, weightDecay);
-  return makeOptimizer('adamw', lrFn('adamw', lr), ['mu', 'nu'], (p, g, [m0, v0], t, rate) => {
+  return makeOptimizer('adamw', lrFn('adamw', lr), ['mu', 'nu'], (t, rate) => adamScalars(t, rate, b1, b2, 1 - rate * weightDecay), (p, g, [m0, v0], k) => {
     const [m, v] = moments(p, g, m0, v0, b1, b2, 0);
-    return [adamStep(p, m, v, t, rate, b1, b2, eps, 1 - rate * weightDecay), m, v];
+    return [adamStep(p, m, v, k, eps), m, v];
   });
 }
 
@@ -186,14 +225,17 @@ export function adamw({ lr, b1 = 0.9, b2 = 0.999, eps = 1e-8, weightDecay = 0.01
 export function radam({ lr, b1 = 0.9, b2 = 0.999, eps = 1e-8, weightDecay = 0 }: AdamOptions): Optimizer {
   checkAdam('radam', b1, b2, eps, weightDecay);
   const rhoInf = 2 / (1 - b2) - 1;
-  return makeOptimizer('radam', lrFn('radam', lr), ['mu', 'nu'], (p, g, [m0, v0], t, rate) => {
-    const [m, v] = moments(p, g, m0, v0, b1, b2, weightDecay);
+  const scalars = (t: number, rate: number): StepScalars => {
     const bc1 = 1 - b1 ** t;
     const bc2 = 1 - b2 ** t;
     const rhoT = rhoInf - (2 * t * b2 ** t) / bc2;
-    if (rhoT <= 5) return [fuse((q, mm, step) => q.sub(mm.mul(step)), [p, m, scalar(p, rate / bc1)]), m, v];
+    if (rhoT <= 5) return { branch: 'momentum', values: [rate / bc1] };
     const rect = Math.sqrt(((rhoT - 4) * (rhoT - 2) * rhoInf) / ((rhoInf - 4) * (rhoInf - 2) * rhoT));
-    const inputs = [p, m, v, scalar(p, Math.sqrt(bc2)), scalar(p, (rate * rect) / bc1)];
-    return [fuse((q, mm, vv, root, step) => q.sub(mm.mul(root.div(vv.sqrt().add(eps))).mul(step)), inputs), m, v];
+    return { branch: 'rectified', values: [Math.sqrt(bc2), (rate * rect) / bc1] };
+  };
+  return makeOptimizer('radam', lrFn('radam', lr), ['mu', 'nu'], scalars, (p, g, [m0, v0], k, branch) => {
+    const [m, v] = moments(p, g, m0, v0, b1, b2, weightDecay);
+    if (branch === 'momentum') return [fuse((q, mm, step) => q.sub(mm.mul(step)), [p, m, k[0]]), m, v];
+    return [fuse((q, mm, vv, root, step) => q.sub(mm.mul(root.div(vv.sqrt().add(eps))).mul(step)), [p, m, v, k[0], k[1]]), m, v];
   });
 }
