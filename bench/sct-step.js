@@ -18,9 +18,10 @@
  *   --warmup [1]  --reps [3]  --config-budget-s [60]  --deadline-s (skip what would start later)
  *   --memory-steps N --memory-config [nano:32]             N steps in a row: live tensors, buffers, host
  *                                                          RSS and GPU memory (nvidia-smi) stay flat?
- *   --replay                                               our step's gradient replayed as a GPU.js plan
- *                                                          (`jit`, as `scm train --replay`; impl
- *                                                          ours:BACKEND:replay); only the step is timed
+ *   --replay                                               our whole step (gradient, RAdam, EMA) replayed
+ *                                                          as a GPU.js plan (`jit`, as `scm train
+ *                                                          --replay`; impl ours:BACKEND:replay); only
+ *                                                          the step is timed
  *   --two-pass                                             our step as Algorithm 1 is written, as the peers
  *                                                          run it (impl ours:BACKEND:2pass); by default the
  *                                                          network's forward runs once (consistency README)
@@ -34,7 +35,7 @@
  *  - step: one real training iteration. Ours is what `scm train` runs: scmStep (draw, then
  *    valueAndGrad of the sCT loss with the JVP tangent inside it, the network's forward run
  *    once; --two-pass: the JVP, then the loss's forward) then RAdam (lr 1e-4, betas 0.9/0.99)
- *    and the EMA, reading the new EMA parameters back. PyTorch: torch_sct.py (torch.func/
+ *    and the EMA, reading the new EMA parameters back (all at once). PyTorch: torch_sct.py (torch.func/
  *    functorch jvp, then the loss's forward; torch.optim.RAdam). jax-js: jaxjs-sct.js (one
  *    jit'ed function, the same two passes).
  *  - forward: the network alone on the batch; jvp: the tangent pass alone (scmTangent);
@@ -111,8 +112,8 @@ const here = fileURLToPath(new URL('.', import.meta.url));
 // --two-pass: our step as Algorithm 1 is written (the JVP, then the loss's own forward pass), as
 // the PyTorch and jax-js mirrors run it; by default ours runs the forward once (onePass).
 const twoPass = argv.includes('--two-pass');
-// --replay: our step's gradient (the one-pass sCT gradient) runs as a replayed plan (`jit`), as
-// `scm train --replay` runs it after the tangent warmup; the optimizer and EMA stay eager.
+// --replay: our whole step (the one-pass sCT gradient, RAdam and the EMA) runs as a replayed
+// plan (`jit`), as `scm train --replay` runs it after the tangent warmup.
 const replayStep = argv.includes('--replay');
 if (replayStep && twoPass) throw new Error('--replay replays the one-pass gradient: leave out --two-pass');
 const ourImpl = `ours:${backend}${twoPass ? ':2pass' : ''}${replayStep ? ':replay' : ''}`;
@@ -209,16 +210,23 @@ function oursTrainer(preset, batch, params0) {
   const x0 = T.tidy(() => T.sub(T.mul(T.random.uniform(T.random.key(5), shape), 2), 1));
   let iter = 0;
   // Traced on the first step (r = 1: the warmup only scales a scalar, so the kernels are the same).
-  const replayed = replayStep ? AD.jit(CM.onePassGradients(net, head, scm, 1, { train: false })) : undefined;
+  const replayed = replayStep ? AD.jit(CM.onePassTrainStep(net, head, scm, optimizer, { train: false })) : undefined;
 
   const step = async () => {
     const key = T.random.foldIn(runKey, iter);
-    const res = await CM.scmStep({ net, params, head, phi, x0, key, iter, train: false, replayed }, scm);
-    const upd = optimizer.step({ net: res.gradParams, head: res.gradPhi }, opt, { net: params, head: phi });
-    T.dispose([res.gradParams, res.gradPhi]);
-    emaState = ema.step(emaState, upd.params.net);
-    [params, phi, opt, iter] = [upd.params.net, upd.params.head, upd.state, iter + 1];
-    for (const leaf of leaves(emaState.params)) await leaf.data();
+    if (replayed) {
+      const r = await CM.replayedScmStep(replayed, { state: { params, phi, opt, emaParams: emaState.params }, x0, key, optimizer, emaBeta: ema.beta(emaState.nimg) }, scm);
+      T.dispose([params, phi, opt, emaState.params]);
+      [params, phi, opt, emaState, iter] = [r.state.params, r.state.phi, r.state.opt, { nimg: emaState.nimg + batch, params: r.state.emaParams }, iter + 1];
+    } else {
+      const res = await CM.scmStep({ net, params, head, phi, x0, key, iter, train: false }, scm);
+      const upd = optimizer.step({ net: res.gradParams, head: res.gradPhi }, opt, { net: params, head: phi });
+      T.dispose([res.gradParams, res.gradPhi]);
+      emaState = ema.step(emaState, upd.params.net);
+      [params, phi, opt, iter] = [upd.params.net, upd.params.head, upd.state, iter + 1];
+    }
+    // Wait for the step's last kernels (the EMA), all read back at once.
+    await Promise.all(leaves(emaState.params).map((leaf) => leaf.data()));
   };
   // The tangent pass alone, on one fixed draw (as scmStep makes it).
   const [kz, kt] = T.random.split(T.random.key(9), 2);
@@ -250,7 +258,7 @@ async function measureOurs(preset, batch, params0) {
   const baseline = T.memory();
   const trainer = oursTrainer(preset, batch, params0);
   const runs = await timeRounds(trainer.fns, { ...opts, warmAll: false });
-  if (replayStep) log(`  ${ourImpl} ${preset} b${batch}: the gradient ran as ${trainer.executor()}`);
+  if (replayStep) log(`  ${ourImpl} ${preset} b${batch}: the step ran as ${trainer.executor()}`);
   trainer.dispose();
   const after = T.memory();
   if (after.tensors !== baseline.tensors || after.buffers !== baseline.buffers) {
@@ -280,7 +288,7 @@ async function memoryRun(preset, batch, params0, steps) {
     if (i === Math.max(1, Math.floor(steps / 10))) early = probe();
   }
   const late = probe();
-  if (replayStep) log(`  ${ourImpl} ${name}: the gradient ran as ${trainer.executor()}`);
+  if (replayStep) log(`  ${ourImpl} ${name}: the step ran as ${trainer.executor()}`);
   trainer.dispose();
   add(name, ourImpl, 'live tensors change', late.tensors - early.tensors);
   add(name, ourImpl, 'buffers change', late.buffers - early.buffers);
