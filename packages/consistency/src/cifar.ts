@@ -41,6 +41,8 @@ export interface CifarOptions {
   heunSteps: number;
   /** sCT's dropout rate (the paper's CIFAR-10 recipe: 0.20; sCD has none); default 0, as in the tables made before it was an option */
   sctDropout?: number;
+  /** A trained teacher (a run's checkpoint or an exported model) used instead of training one in <out>/teacher */
+  teacherFile?: string;
   log: (line: string) => void;
 }
 
@@ -156,7 +158,7 @@ export async function cifarExperiment(o: CifarOptions, only?: string[]): Promise
   await useBackend(o.backend);
   const { source, pool } = cifarData(o.data);
   const common: Partial<RunConfig> = { data: o.data, model: o.model, backend: o.backend, batch: o.batch, logEvery: 5, checkpointEvery: 25, sampleEvery: 100, heunSteps: o.heunSteps, evalSamples: 64, keepEvery: o.keepEvery };
-  const teacher = await ensureRun(join(o.out, 'teacher'), { ...defaultConfig('diffusion'), ...common, lr: o.teacherLr, steps: o.teacherSteps }, o.log);
+  const teacher = o.teacherFile ?? await ensureRun(join(o.out, 'teacher'), { ...defaultConfig('diffusion'), ...common, lr: o.teacherLr, steps: o.teacherSteps }, o.log);
   // The consistency models start from the teacher's EMA weights (paper §3.4); a short tangent warmup.
   const runs = {
     sct: () => ensureRun(join(o.out, 'sct'), { ...defaultConfig('sct'), ...common, steps: o.steps, init: teacher, warmupIters: o.warmup, dropout: o.sctDropout ?? 0 }, o.log),
@@ -164,7 +166,7 @@ export async function cifarExperiment(o: CifarOptions, only?: string[]): Promise
   };
   if (only) {
     for (const name of only) if (name in runs) await runs[name as keyof typeof runs]();
-    return `trained ${['teacher', ...only].join(', ')} in ${o.out}`;
+    return `trained ${[...(o.teacherFile ? [] : ['teacher']), ...only].join(', ')} in ${o.out}`;
   }
   const sct = await runs.sct();
   const scd = await runs.scd();
@@ -181,7 +183,7 @@ export async function cifarExperiment(o: CifarOptions, only?: string[]): Promise
 
   const res = pool === 1 ? '32×32' : '16×16 (2×2-averaged; enlarged 2× for the classifier, real images too)';
   const table = [
-    `CIFAR-10 (${source}), ${res}, UNet "${o.model}", batch ${o.batch}: teacher ${o.teacherSteps} steps (RAdam lr ${o.teacherLr}), sCT and sCD ${o.steps} steps each (lr 1e-4, tangent warmup ${o.warmup}${o.sctDropout ? `, sCT dropout ${o.sctDropout}` : ''}), EMA weights.`,
+    `CIFAR-10 (${source}), ${res}, UNet "${o.model}", batch ${o.batch}: teacher ${o.teacherFile ? relative(process.cwd(), o.teacherFile) : `${o.teacherSteps} steps (Adam lr ${o.teacherLr})`}, sCT and sCD ${o.steps} steps each (lr 1e-4, tangent warmup ${o.warmup}${o.sctDropout ? `, sCT dropout ${o.sctDropout}` : ''}), EMA weights.`,
     `Each cell: Fréchet distance between ${judge.n} samples and ${judge.n} real test images in the features of the CIFAR-10 classifier (${relative(process.cwd(), o.classifier)}; 128-wide penultimate layer). Not FID (no Inception network); lower is better.`,
     '',
     '| model | 1 step | 2 steps | many steps |',

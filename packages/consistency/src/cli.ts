@@ -30,7 +30,8 @@ usage:
   scm report --run DIR            rebuild DIR/report.html from its metrics
   scm experiment toy|ablations|gaussian|mnist|digits|cifar [--data toy:NAME] [--steps N] [--teacher-train-steps N]
                  [--seeds N] [--only a,b] [--out DIR] [--keep-every N]
-                                  (cifar: also --model NAME, --dropout X for sCT: the paper's 0.2)
+                                  (cifar: also --model NAME, --dropout X for sCT: the paper's 0.2,
+                                  --teacher FILE: a trained teacher instead of training <out>/teacher)
                                   the RESULTS.md tables (runs are resumable; finished ones are skipped)
   scm export --run DIR --out FILE  a small model file to continue from (EMA weights, no optimizer state)
   scm start  [--from-scratch] [--minutes M] [--model NAME]
@@ -379,7 +380,7 @@ async function cmdExperiment(v: Values, positionals: string[]): Promise<void> {
       backend: choice<BackendName>(v, 'backend', ['reference', 'cpu', 'webasm', 'webgpu'], (process.env.TENSOR_BACKEND as BackendName) ?? 'webasm'),
       batch: num(v, 'batch', 32, true), teacherSteps: num(v, 'teacher-train-steps', 800, true), steps: num(v, 'steps', 300, true),
       warmup: num(v, 'warmup', 100, true), teacherLr: num(v, 'lr', 2e-4), keepEvery: keepEvery(v), samples: num(v, 'samples', 1000, true), heunSteps: num(v, 'heun-steps', 16, true),
-      sctDropout: num(v, 'dropout', 0),
+      sctDropout: num(v, 'dropout', 0), teacherFile: v.teacher as string | undefined,
       log: (l) => console.log(l),
     }, v.only ? String(v.only).split(',') : undefined));
     return;

@@ -16,6 +16,7 @@ import { main, START_ASSET } from '../src/cli.js';
 import { consistencyTimes } from '../src/samplers.js';
 import { T_MAX, T_MID } from '../src/trigflow.js';
 import { captureOutput } from './helpers.js';
+import { exportModel } from '../src/train.js';
 
 /** n CIFAR-10 records (label byte, then 3×32×32 pixel bytes) with smooth random images. */
 function cifarRecords(n: number, seed: number): Uint8Array {
@@ -117,6 +118,13 @@ describe('scm experiment cifar', () => {
       const den = JSON.parse((await captureOutput(() => main(['eval', '--run', join(o.out, 'sct'), '--classifier', classifier, '--samples', '12', '--steps', '1', '--denoise-real', '0.05,1.1']))).find((l) => l.startsWith('{'))!);
       expect(den['denoise-real:0.05']).toBeLessThan(den['denoise-real:1.1']);
       await expect(main(['eval', '--run', join(o.out, 'sct'), '--denoise-real', '2'])).rejects.toThrow(/--denoise-real expects times in/);
+      // teacherFile (--teacher): an exported teacher instead of training one; sCT starts from it.
+      const exported = join(dir, 'teacher.safetensors');
+      await exportModel(join(o.out, 'teacher'), exported);
+      const o2 = { ...o, out: join(dir, 'exp2'), teacherFile: exported };
+      expect(await cifarExperiment(o2, ['sct'])).toBe(`trained sct in ${o2.out}`);
+      expect(await readdir(o2.out)).toEqual(['sct']);
+      expect(JSON.parse(await readFile(join(o2.out, 'sct', 'config.json'), 'utf8')).init).toBe(exported);
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
