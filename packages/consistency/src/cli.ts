@@ -450,8 +450,12 @@ export async function main(argv: string[]): Promise<void> {
 const invokedDirectly = process.argv[1] && fileURLToPath(import.meta.url) === (await import('node:fs')).realpathSync(process.argv[1]);
 // On glibc the CLI runs as a child with the allocator settings of @scm/tensor's allocator.ts.
 if (invokedDirectly && !relaunchWithAllocatorSettings()) {
-  main(process.argv.slice(2)).catch((e: Error) => {
-    console.error(`scm: ${e.message}`);
-    process.exit(1);
-  });
+  main(process.argv.slice(2)).then(
+    // An initialized WebGPU device keeps Node's event loop alive: a finished command exits.
+    () => process.exit(0),
+    (e: Error) => {
+      console.error(`scm: ${e.message}`);
+      process.exit(1);
+    },
+  );
 }

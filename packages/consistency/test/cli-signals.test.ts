@@ -12,6 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, test } from 'vitest';
+import { initWebGPU } from '@scm/tensor';
 
 const cli = fileURLToPath(new URL('../dist/cli.js', import.meta.url));
 
@@ -77,4 +78,25 @@ describe('scm train stopped by a signal', () => {
       await rm(out, { recursive: true, force: true });
     }
   });
+});
+
+// Where a WebGPU adapter answers (a GPU, or a software Vulkan driver): its device kept the
+// event loop alive, so a finished command never exited.
+const webgpu = await initWebGPU();
+describe('scm on webgpu', () => {
+  test.skipIf(!webgpu)('a finished training command exits', async () => {
+    const out = await mkdtemp(join(tmpdir(), 'scm-webgpu-exit-'));
+    try {
+      const child = spawn(process.execPath, [cli, 'train', '--method', 'sct', '--data', 'toy:moons', '--model', 'toy', '--steps', '2', '--batch', '16', '--backend', 'webgpu', '--sample-every', '100', '--eval-samples', '16', '--out', out], { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+      let output = '';
+      child.stdout.on('data', (d: Buffer) => (output += d.toString()));
+      const deadline = setTimeout(() => process.kill(-child.pid!, 'SIGKILL'), 90_000);
+      const code = await new Promise<number | null>((resolve) => child.on('exit', (c) => resolve(c)));
+      clearTimeout(deadline);
+      expect(output).toMatch(/finished at step 2/);
+      expect(code).toBe(0);
+    } finally {
+      await rm(out, { recursive: true, force: true });
+    }
+  }, 120_000);
 });
