@@ -13,6 +13,13 @@
 #   5. (PARTS=replaystep) the sCT training step again with its gradient replayed as one GPU.js
 #      pipeline (`sct-step.js --replay`, as `scm train --replay`), PyTorch beside it in the same
 #      call, then LONG_MEMORY_STEPS (default 1,000) replayed steps in a row (nano batch 8)
+#   7. (PARTS=train) not a measurement: `scm train` on the GPU, sCT of the tiny UNet on CIFAR-10
+#      (16x16, batch 32) from the committed tiny teacher, whole steps replayed, for TRAIN_MINUTES
+#      (default 7) or TRAIN_STEPS (default 2000) steps, whichever ends first; the stage
+#      checkpoints (every 500 steps), metrics and config come back in $OUT/sct, to be judged
+#      with `scm eval` here. Needs `bench/gpu.sh pack-data` (the training images, carried as
+#      .bench/cifar) and TRAIN_RESUME=1 to continue a run whose checkpoint.safetensors is in
+#      .bench/cifar/run (copy the returned files there).
 #   6. (PARTS=replay) bench/replay.js on webgpu: the nano (batch 32) and tiny (batch 128) UNets'
 #      forward + JVP and sCT gradient, eager against replayed as one GPU.js pipeline (one
 #      command encoder, one submit per call)
@@ -23,7 +30,7 @@
 # The GPU machine has no Node.js and no package registry, so the JS is bundled here and
 # carried with a packed Node binary and the Vulkan loader (../shared/tools/device-runtime.sh):
 #
-#   here:   npm install && bench/gpu.sh pack          # -> .bench/device (git-ignored), about 45 MiB
+#   here:   npm install && bench/gpu.sh pack          # -> .bench/device (git-ignored), about 32 MiB
 #   there:  bash bench/gpu.sh                         # from the repository root, .bench/device carried
 #
 # The device folder can be moved with DEVICE_DIR=...; results (JSON per part, and the
@@ -50,17 +57,66 @@ pack() {
   rm -rf "$dir/js"
   # One ESM bundle per entry (shared chunks beside them); webgpu (a native addon) stays
   # outside and is copied with only its linux-x64 binary; gl is gpu.js's optional headless GL.
-  npx rolldown bench/sct-step.js bench/jaxjs-sct.js bench/replay.js -d "$dir/js" --platform node --format esm -e webgpu -e gl --logLevel warn
-  mkdir -p "$dir/js/node_modules/webgpu/dist"
+  npx rolldown bench/sct-step.js bench/jaxjs-sct.js bench/replay.js packages/consistency/dist/cli.js -d "$dir/js" --platform node --format esm -e webgpu -e gl --logLevel warn
+  mkdir -p "$dir/js/node_modules/webgpu/dist" "$dir/assets"
   cp node_modules/webgpu/package.json node_modules/webgpu/index.js "$dir/js/node_modules/webgpu/"
-  cp node_modules/webgpu/dist/linux-x64.dawn.node "$dir/js/node_modules/webgpu/dist/"
+  # Dawn compressed (18 MiB -> a few): what travels is limited; run() unpacks it.
+  xz -T2 -6 -c node_modules/webgpu/dist/linux-x64.dawn.node > "$dir/js/node_modules/webgpu/dist/linux-x64.dawn.node.xz"
+  # The CLI finds its committed models beside its bundle (../assets).
+  cp packages/consistency/assets/*.safetensors "$dir/assets/"
   git check-ignore -q "$dir" || echo "gpu.sh pack: $dir is not git-ignored; ignore it before carrying it" >&2
   du -sh "$dir"
+}
+
+# The training images (data_batch_1.bin, 10,000 of them) for PARTS=train, compressed; the test
+# images stay here (the judging is done here).
+pack_data() {
+  local src=../shared/data/cifar-10-binary-subset.tar.gz
+  [ -f "$src" ] || { echo "gpu.sh pack-data: $src not found" >&2; exit 1; }
+  mkdir -p .bench/cifar
+  tar xzf "$src" -O cifar-10-batches-bin/data_batch_1.bin | xz -T2 -6 > .bench/cifar/data_batch_1.bin.xz
+  du -sh .bench/cifar
+}
+
+# sCT of the tiny UNet on the GPU (see the header); the run lives in .bench/cifar/run and its
+# stage checkpoints, metrics and config are copied to $out/sct.
+train_part() {
+  local out=$1 node=("${@:2}")
+  [ -f .bench/cifar/data_batch_1.bin.xz ] || { echo "gpu.sh train: no .bench/cifar/data_batch_1.bin.xz (run 'bench/gpu.sh pack-data', carry .bench/cifar)"; return 1; }
+  # The same data string as the teacher's run here, so that --init accepts it and `scm eval`
+  # here finds the test images: an archive holding the training batch at that path.
+  local data=../shared/data/cifar-10-binary-subset.tar.gz tmp
+  if [ ! -f "$data" ]; then
+    tmp=$(mktemp -d)
+    mkdir -p "$tmp/cifar-10-batches-bin" "$(dirname "$data")"
+    xz -dc .bench/cifar/data_batch_1.bin.xz > "$tmp/cifar-10-batches-bin/data_batch_1.bin"
+    tar czf "$data" -C "$tmp" cifar-10-batches-bin
+    rm -rf "$tmp"
+  fi
+  local run=.bench/cifar/run
+  # TRAIN_BATCH, TRAIN_WARMUP and TRAIN_INIT only to check the script on a slow device.
+  local args=(train --method sct --data "cifar10@16:$data" --model tiny --batch "${TRAIN_BATCH:-32}" --warmup "${TRAIN_WARMUP:-100}"
+    --init "${TRAIN_INIT:-packages/consistency/assets/cifar10-tiny-teacher.safetensors}" --backend webgpu --replay
+    --steps "${TRAIN_STEPS:-2000}" --minutes "${TRAIN_MINUTES:-7}" --keep-every 500 --log-every 5
+    --sample-every 100000 --checkpoint-every 100 --eval-samples 64 --heun-steps 16 --out "$run")
+  if [ "${TRAIN_RESUME:-0}" = 1 ]; then args+=(--resume); else rm -rf "$run"; fi
+  "${node[@]}" "$dir/js/cli.js" "${args[@]}" 2>&1 | tr '\r' '\n' | awk 'NR % 50 == 1 || !/^step /'
+  # What comes back is limited (8 files, 64 MiB): the latest checkpoint and the last three
+  # stage checkpoints before it (12.8 MiB each for tiny), the metrics and the config.
+  mkdir -p "$out/sct"
+  cp "$run/checkpoint.safetensors" "$run/metrics.jsonl" "$run/config.json" "$out/sct/" 2>/dev/null || true
+  local last stages
+  last=$(tail -1 "$run/metrics.jsonl" 2>/dev/null | sed -n 's/.*"step":\([0-9]*\).*/\1/p')
+  stages=$(ls "$run" | sed -n 's/^checkpoint-\([0-9]*\)\.safetensors$/\1/p' | sort -n | grep -vx "${last:-x}" | tail -3)
+  for k in $stages; do cp "$run/checkpoint-$k.safetensors" "$out/sct/"; done
+  ls -la "$out/sct"
 }
 
 run() {
   local smoke=${1:-}
   [ -f "$dir/enter.sh" ] && [ -f "$dir/js/sct-step.js" ] || { echo "gpu.sh: no packed runtime in $dir (run 'bench/gpu.sh pack' first)" >&2; exit 1; }
+  local dawn=$dir/js/node_modules/webgpu/dist/linux-x64.dawn.node
+  [ -f "$dawn" ] || xz -dc "$dawn.xz" > "$dawn"
   local out=${OUT:-.bench/gpu-results}
   mkdir -p "$out"
   local node=(bash "$dir/enter.sh" node)
@@ -114,6 +170,10 @@ run() {
       echo "== sCT training step, gradient replayed"
       "${node[@]}" "$dir/js/sct-step.js" "${replaystep[@]}" "${long_memory[@]}" "${with_py[@]}" --json "$out/sct-replay.json" || echo "gpu.sh: the replayed-step part failed ($?)"
     fi
+    if [[ ",$parts," == *,train,* ]]; then
+      echo "== training: sCT, tiny UNet, CIFAR-10 16x16, whole steps replayed"
+      train_part "$out" "${node[@]}" || echo "gpu.sh: the training part failed ($?)"
+    fi
     if [[ ",$parts," == *,replay,* ]]; then
       local r preset batch reps
       for r in "${replay[@]}"; do
@@ -128,6 +188,7 @@ run() {
 
 case "${1:-}" in
   pack) pack ;;
+  pack-data) pack_data ;;
   ""|--smoke) run "${1:-}" ;;
-  *) echo "usage: bench/gpu.sh [pack | --smoke]" >&2; exit 2 ;;
+  *) echo "usage: bench/gpu.sh [pack | pack-data | --smoke]" >&2; exit 2 ;;
 esac
