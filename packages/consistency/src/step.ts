@@ -211,13 +211,17 @@ export function onePassTrainStep<P>(
   };
 }
 
+/** The function `onePassTrainStep` returns, and its jitted form. */
+export type TrainStepFn<P> = ReturnType<typeof onePassTrainStep<P>>;
+export type JittedTrainStep<P> = Jitted<Parameters<TrainStepFn<P>>, ReturnType<TrainStepFn<P>>>;
+
 /**
  * One iteration through a jitted `onePassTrainStep`: draws (z, t) from `key` as `scmStep`
  * does, passes the per-step values, and returns the new state (the caller disposes the old
  * one) with the host-side diagnostics.
  */
 export async function replayedScmStep<P>(
-  run: Jitted<Parameters<ReturnType<typeof onePassTrainStep<P>>>, ReturnType<ReturnType<typeof onePassTrainStep<P>>>>,
+  run: JittedTrainStep<P>,
   inp: { state: ReplayedStepState<P>; x0: Tensor; key: R.Key; optimizer: Optimizer; emaBeta: number },
   opts: ScmOptions,
 ): Promise<{ loss: number; t: Float32Array | Float64Array; gRms: Float32Array | Float64Array; state: ReplayedStepState<P> }> {
