@@ -205,6 +205,8 @@ export function onePassTrainStep<P>(
   const gradients = onePassGradients(net, head, opts, 1, ctx, teacher);
   return (params: P, phi: WeightingParams, slots: Record<string, unknown>, emaParams: P, x0: Tensor, z: Tensor, t: Tensor, k: Tensor[], beta: Tensor, branch: string) => {
     const g = gradients(params, phi, x0, z, t);
+    // The step count stays outside (a number would be a static argument: a new trace per step);
+    // with `given`, update reads nothing of it.
     const upd = optimizer.update({ net: g.gradParams, head: g.gradPhi }, { step: 0, ...slots }, { net: params, head: phi }, { branch, values: k });
     const { step: _unused, ...newSlots } = upd.state;
     return { loss: g.loss, gRms: g.gRms, params: upd.params.net, phi: upd.params.head, slots: newSlots, emaParams: lerpTree(emaParams, upd.params.net, beta) };

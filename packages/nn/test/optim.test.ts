@@ -151,7 +151,9 @@ describe('optimizers match float64 references of their update rules', () => {
     const zero = T.full([], 0, { dtype: 'float64', backend: 'reference' });
     const out = opt.update(g, opt.init(p), p, { branch: 'sgd', values: [zero] });
     treeLeaves(out.params).forEach((t, k) => expect(Array.from(t.dataSync())).toEqual(Array.from(treeLeaves(p)[k].dataSync())));
-    T.dispose([p, g, zero, out.params]);
+    const wrong = T.full([2], 0, { dtype: 'float64', backend: 'reference' });
+    expect(() => opt.update(g, opt.init(p), p, { branch: 'sgd', values: [wrong] })).toThrow(/sgd\.update: given\.values must be 0-d tensors .*\[2\]/);
+    T.dispose([p, g, zero, wrong, out.params]);
   });
   test('lerpTree takes beta as a 0-d tensor with the same result as the number, and refuses other shapes', () => {
     const [e, p] = [toTensors(hostTree(3)), toTensors(hostTree(4))];

@@ -104,6 +104,9 @@ function makeOptimizer(
       let branch: string, k: readonly Tensor[];
       let made: Tensor[] = [];
       if (given) {
+        if (!given.values.every((v) => v instanceof Tensor && v.shape.length === 0)) {
+          throw new TensorError(`${name}.update`, `given.values must be 0-d tensors (from scalars(step)), got shapes ${given.values.map((v) => (v instanceof Tensor ? `[${v.shape}]` : typeof v)).join(', ')}`);
+        }
         ({ branch, values: k } = given);
       } else {
         const first = leaves(params)[0];
