@@ -12,14 +12,18 @@
 #      batch 8), the same counts
 #   5. (PARTS=replaystep) the sCT training step again with its gradient replayed as one GPU.js
 #      pipeline (`sct-step.js --replay`, as `scm train --replay`), PyTorch beside it in the same
-#      call, then LONG_MEMORY_STEPS (default 1,000) replayed steps in a row (nano batch 8)
+#      call, then LONG_MEMORY_STEPS (default 1,000) replayed steps in a row (nano batch 8);
+#      REPLAY_PRESETS and REPLAY_BATCHES narrow it. Both issues' GPU work in one call of
+#      about 9 minutes: PARTS=replaystep,train REPLAY_PRESETS=tiny REPLAY_BATCHES=128
+#      LONG_MEMORY_STEPS=0 TRAIN_MINUTES=6
 #   7. (PARTS=train) not a measurement: `scm train` on the GPU, sCT of the tiny UNet on CIFAR-10
 #      (16x16, batch 32) from the committed tiny teacher, whole steps replayed, for TRAIN_MINUTES
 #      (default 7) or TRAIN_STEPS (default 2000) steps, whichever ends first; the stage
 #      checkpoints (every 500 steps), metrics and config come back in $OUT/sct, to be judged
 #      with `scm eval` here. Needs `bench/gpu.sh pack-data` (the training images, carried as
 #      .bench/cifar) and TRAIN_RESUME=1 to continue a run whose checkpoint.safetensors is in
-#      .bench/cifar/run (copy the returned files there).
+#      .bench/cifar/run (copy the returned files there, or the run directory of the same sCT
+#      trained here on the CPU: a resumed run takes its backend and --replay from the command).
 #   6. (PARTS=replay) bench/replay.js on webgpu: the nano (batch 32) and tiny (batch 128) UNets'
 #      forward + JVP and sCT gradient, eager against replayed as one GPU.js pipeline (one
 #      command encoder, one submit per call)
@@ -138,8 +142,10 @@ run() {
   local parts=${PARTS:-matmul,sct}
   local long_memory=(--memory-steps "${LONG_MEMORY_STEPS:-1000}" --memory-config nano:8)
   local replay=("nano 32 3" "tiny 128 3")
-  local replaystep=(--backend webgpu --replay --impls ours,torch --presets nano,tiny,small --batches 32,128
-    --torch-device "$torch_device" --config-budget-s "${BUDGET:-45}" --deadline-s "$deadline" --peer-timeout-s 150)
+  # REPLAY_PRESETS / REPLAY_BATCHES narrow the replayed-step part (e.g. tiny and 128 only, so
+  # that it and PARTS=train fit into one call); LONG_MEMORY_STEPS=0 leaves its memory run out.
+  local replaystep=(--backend webgpu --replay --impls ours,torch --presets "${REPLAY_PRESETS:-nano,tiny,small}"
+    --batches "${REPLAY_BATCHES:-32,128}" --torch-device "$torch_device" --config-budget-s "${BUDGET:-45}" --deadline-s "$deadline" --peer-timeout-s 150)
   if [ "$smoke" = --smoke ]; then
     matmul=256
     sct=(--backend webgpu --image-size 8 --presets nano --batches 2 --jax-batches 2 --reps 1

@@ -127,7 +127,9 @@ export interface RunResult {
 
 /**
  * Train (or continue training) a run in `dir`. With `resume`, the checkpoint in `dir` is
- * loaded and `cfg` is ignored except for `steps`, `minutes` and the bookkeeping intervals.
+ * loaded and `cfg` is ignored except for `steps`, `minutes`, the bookkeeping intervals and how
+ * the steps execute (`backend`, `replay`: both give the same run), so that a run started on
+ * one machine can continue on another.
  */
 export async function train(dir: string, cfgIn: RunConfig, io: RunIO, resume = false, warmStart?: string): Promise<RunResult> {
   await mkdir(join(dir, 'samples'), { recursive: true });
@@ -136,7 +138,7 @@ export async function train(dir: string, cfgIn: RunConfig, io: RunIO, resume = f
   if (resume) {
     if (!(await exists(ckptPath))) throw new Error(`--resume: no checkpoint at ${ckptPath}`);
     const saved = await readRunConfig(ckptPath);
-    cfg = { ...saved, steps: cfgIn.steps, minutes: cfgIn.minutes, logEvery: cfgIn.logEvery, sampleEvery: cfgIn.sampleEvery, checkpointEvery: cfgIn.checkpointEvery, checkpointMinutes: cfgIn.checkpointMinutes, keepEvery: cfgIn.keepEvery, backend: cfgIn.backend };
+    cfg = { ...saved, steps: cfgIn.steps, minutes: cfgIn.minutes, logEvery: cfgIn.logEvery, sampleEvery: cfgIn.sampleEvery, checkpointEvery: cfgIn.checkpointEvery, checkpointMinutes: cfgIn.checkpointMinutes, keepEvery: cfgIn.keepEvery, backend: cfgIn.backend, replay: cfgIn.replay };
   }
   await useBackend(cfg.backend);
   const bar = new ProgressBar(io.out);

@@ -182,7 +182,16 @@ describe('run directory', () => {
       const la = flatten([a.params, a.phi, a.opt, a.ema.params]).leaves, lb = flatten([b.params, b.phi, b.opt, b.ema.params]).leaves;
       expect(lb.length).toBe(la.length);
       la.forEach((t, k) => expect(Array.from(lb[k].dataSync())).toEqual(Array.from(t.dataSync())));
-      T.dispose([a, b]);
+      // An eager run stopped at step 5 and resumed with --replay (as a run moved from a CPU to
+      // a GPU machine): the same state again.
+      const moved = join(root, 'moved');
+      await train(moved, { ...cfg, steps: 5 }, { out: quiet });
+      const resumed = await train(moved, { ...cfg, replay: true }, { out: quiet }, true);
+      expect(resumed.replayScope).toBe('step');
+      const m = await loadCheckpoint(join(moved, CHECKPOINT));
+      expect(m.step).toBe(9);
+      flatten([m.params, m.phi, m.opt, m.ema.params]).leaves.forEach((t, k) => expect(Array.from(t.dataSync())).toEqual(Array.from(la[k].dataSync())));
+      T.dispose([a, b, m]);
       // With gradient clipping only the gradient is replayed (the norm is read back); still eager's weights.
       const clipped = { ...cfg, gradClip: 1 };
       await train(join(root, 'eager-clip'), clipped, { out: quiet });
