@@ -22,8 +22,9 @@
 #      checkpoints (every 500 steps), metrics and config come back in $OUT/sct, to be judged
 #      with `scm eval` here. Needs `bench/gpu.sh pack-data` (the training images, carried as
 #      .bench/cifar) and TRAIN_RESUME=1 to continue a run whose checkpoint.safetensors is in
-#      .bench/cifar/run (copy the returned files there, or the run directory of the same sCT
-#      trained here on the CPU: a resumed run takes its backend and --replay from the command).
+#      .bench/cifar/run (copy the returned files there), or TRAIN_RESUME_FROM=DIR to continue
+#      the run directory DIR, e.g. the same sCT trained on a CPU (a resumed run takes its
+#      backend and --replay from the command line).
 #   6. (PARTS=replay) bench/replay.js on webgpu: the nano (batch 32) and tiny (batch 128) UNets'
 #      forward + JVP and sCT gradient, eager against replayed as one GPU.js pipeline (one
 #      command encoder, one submit per call)
@@ -103,6 +104,13 @@ train_part() {
     --init "${TRAIN_INIT:-packages/consistency/assets/cifar10-tiny-teacher.safetensors}" --backend webgpu --replay
     --steps "${TRAIN_STEPS:-2000}" --minutes "${TRAIN_MINUTES:-7}" --keep-every 500 --log-every 5
     --sample-every 100000 --checkpoint-every 100 --eval-samples 64 --heun-steps 16 --out "$run")
+  # TRAIN_RESUME_FROM=DIR: continue the run directory DIR (e.g. one trained on a CPU and
+  # committed), copied into $run first.
+  if [ -n "${TRAIN_RESUME_FROM:-}" ]; then
+    [ -f "$TRAIN_RESUME_FROM/checkpoint.safetensors" ] || { echo "gpu.sh train: no checkpoint.safetensors in $TRAIN_RESUME_FROM"; return 1; }
+    rm -rf "$run"; mkdir -p "$run"; cp -r "$TRAIN_RESUME_FROM"/. "$run"/
+    TRAIN_RESUME=1
+  fi
   if [ "${TRAIN_RESUME:-0}" = 1 ]; then args+=(--resume); else rm -rf "$run"; fi
   "${node[@]}" "$dir/js/cli.js" "${args[@]}" 2>&1 | tr '\r' '\n' | awk 'NR % 50 == 1 || !/^step /'
   # What comes back is limited (8 files, 64 MiB): the latest checkpoint and the last three
